@@ -1,0 +1,445 @@
+"""Turning text into vectors: the ``Encoder`` protocol and its sentence-transformers implementation.
+
+This is the only module that imports ``sentence_transformers`` (and torch), and it does so
+inside functions, so ``import kosearch`` stays cheap. Prompts are resolved once, at load
+time, in this order: an explicit argument, the registry entry of the model id
+(:mod:`kosearch.models`), the prompts saved in the model's own config, and finally ``""``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
+
+import numpy as np
+from numpy.typing import NDArray
+
+from kosearch.errors import ConfigError, ModelLoadError
+from kosearch.models import ModelSpec, lookup
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+    from tokenizers import Tokenizer
+
+logger = logging.getLogger(__name__)
+
+_PASSAGE_PROMPT_KEYS = ("passage", "document", "corpus")
+_HUB_PROBE_TIMEOUT_S = 3.0
+_COUNT_CHUNK = 1024
+# Architecture fields that decide what a checkpoint computes; paths, versions and dtypes are
+# left out so that the same weights give the same fingerprint wherever they were loaded from.
+_ARCH_KEYS = (
+    "model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+    "vocab_size", "max_position_embeddings", "type_vocab_size", "hidden_act",
+    "position_embedding_type", "num_key_value_heads", "head_dim", "rope_theta",
+)
+_DEVICE_RE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
+_OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+_FIX = "pass --model /path/to/model (or set KOSEARCH_MODEL)"
+
+
+class Encoder(Protocol):
+    """What the index needs from a text encoder.
+
+    Attributes:
+        name: The model id or path the encoder was created with.
+        dim: The embedding dimension.
+        max_tokens: The longest input, in tokens, before truncation.
+        query_prompt: Text prepended to every query.
+        passage_prompt: Text prepended to every passage.
+        fingerprint: A short hex digest identifying the model's weights and tokenizer.
+    """
+
+    name: str
+    dim: int
+    max_tokens: int
+    query_prompt: str
+    passage_prompt: str
+    fingerprint: str
+
+    def encode_queries(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """Encode queries to a ``(len(texts), dim)`` float32 array."""
+        ...
+
+    def encode_passages(
+        self, texts: Sequence[str], *, on_batch: Callable[[int], None] | None = None
+    ) -> NDArray[np.float32]:
+        """Encode passages to a ``(len(texts), dim)`` float32 array."""
+        ...
+
+
+def select_device(preferred: str | None = None) -> str:
+    """Choose the torch device to run a model on.
+
+    Args:
+        preferred: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``; ``None`` or ``"auto"``
+            picks CUDA when available, then MPS, then the CPU.
+
+    Returns:
+        The device string.
+
+    Raises:
+        ConfigError: ``preferred`` is not a device name, or that device is not available.
+
+    Example:
+        >>> select_device("cpu")
+        'cpu'
+    """
+    import torch
+
+    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    mps = bool(torch.backends.mps.is_available())
+    choice = (preferred or "auto").strip().lower()
+    if choice == "auto":
+        return "cuda" if cuda else ("mps" if mps else "cpu")
+    if not _DEVICE_RE.match(choice):
+        raise ConfigError(
+            f"unknown device {preferred!r}; use one of 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+        )
+    index = int(choice.partition(":")[2] or 0)
+    if (choice.startswith("cuda") and index >= cuda) or (choice == "mps" and not mps):
+        raise ConfigError(
+            f"device {preferred!r} is not available here ({cuda} CUDA device(s) found"
+            f"{', no MPS' if not mps else ''}); use --device cpu"
+        )
+    return choice
+
+
+class SentenceTransformerEncoder:
+    """An :class:`Encoder` backed by a sentence-transformers model.
+
+    Args:
+        model: A model id (from the registry or the Hugging Face hub cache) or a local model
+            directory.
+        device: The torch device; ``None`` picks one with :func:`select_device`.
+        batch_size: Passages per forward pass.
+        query_prompt: Overrides the query prompt (``""`` disables it).
+        passage_prompt: Overrides the passage prompt (``""`` disables it).
+        max_tokens: Lowers (or raises, up to what the model supports) the truncation length.
+
+    Raises:
+        ModelLoadError: The model cannot be found or loaded.
+        ConfigError: ``batch_size``, ``max_tokens`` or ``device`` is invalid.
+
+    Example:
+        >>> enc = SentenceTransformerEncoder("dragonkue/multilingual-e5-small-ko")
+        >>> enc.encode_queries(["전세 계약 갱신"]).shape
+        (1, 384)
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str | None = None,
+        batch_size: int = 32,
+        query_prompt: str | None = None,
+        passage_prompt: str | None = None,
+        max_tokens: int | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+        if max_tokens is not None and max_tokens < 1:
+            raise ConfigError(f"max tokens must be at least 1, got {max_tokens}")
+        self.name = model
+        self.batch_size = batch_size
+        self.device = select_device(device)
+        self.spec: ModelSpec | None = lookup(model)
+        logger.info("loading model %s on %s", model, self.device)
+        self._model = _load_model(model, self.device)
+        self.dim = _embedding_dim(self._model, model)
+        self.max_tokens = _apply_max_tokens(self._model, max_tokens)
+        own = dict(self._model.prompts or {})
+        self.query_prompt = _resolve_prompt(
+            query_prompt, self.spec.query_prompt if self.spec else None, own, ("query",)
+        )
+        self.passage_prompt = _resolve_prompt(
+            passage_prompt, self.spec.passage_prompt if self.spec else None, own,
+            _PASSAGE_PROMPT_KEYS,
+        )
+        self.sts_prompt = self.spec.sts_prompt if self.spec else ""
+        self.fingerprint = _fingerprint(self._model, self.dim)
+        self._tokenizer: Tokenizer | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"SentenceTransformerEncoder(name={self.name!r}, dim={self.dim}, "
+            f"max_tokens={self.max_tokens}, device={self.device!r})"
+        )
+
+    @property
+    def model(self) -> SentenceTransformer:
+        """The underlying ``SentenceTransformer`` (for advanced use)."""
+        return self._model
+
+    def encode_queries(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """Encode queries with the query prompt.
+
+        Args:
+            texts: The queries.
+
+        Returns:
+            A ``(len(texts), dim)`` float32 array, as the model outputs it (not normalized
+            here; the store normalizes for cosine).
+        """
+        return self._encode(_as_list(texts), self.query_prompt)
+
+    def encode_symmetric(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """Encode texts for a symmetric task (STS) with the same prompt on both sides.
+
+        Args:
+            texts: The sentences.
+
+        Returns:
+            A ``(len(texts), dim)`` float32 array.
+        """
+        return self._encode(_as_list(texts), self.sts_prompt)
+
+    def encode_passages(
+        self, texts: Sequence[str], *, on_batch: Callable[[int], None] | None = None
+    ) -> NDArray[np.float32]:
+        """Encode passages with the passage prompt, longest first to waste little padding.
+
+        Args:
+            texts: The passages.
+            on_batch: Called with the batch size after each batch (to drive a progress bar).
+
+        Returns:
+            A ``(len(texts), dim)`` float32 array whose row ``i`` is ``texts[i]``.
+        """
+        items = _as_list(texts)
+        out = np.empty((len(items), self.dim), dtype=np.float32)
+        if not items:
+            return out
+        lengths = np.asarray(self.count_tokens(items), dtype=np.int64)
+        # A stable sort on the negated length: longest first, ties keep their input order.
+        order = np.argsort(-np.minimum(lengths, self.max_tokens), kind="stable")
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            out[rows] = self._encode([items[i] for i in rows], self.passage_prompt)
+            if on_batch is not None:
+                on_batch(len(rows))
+        return out
+
+    @property
+    def backend_tokenizer(self) -> Tokenizer:
+        """A copy of the model's fast tokenizer with truncation and padding turned off."""
+        if self._tokenizer is None:
+            from tokenizers import Tokenizer
+
+            source = getattr(self._model.tokenizer, "backend_tokenizer", None)
+            if source is None:
+                raise ModelLoadError(
+                    f"model '{self.name}' has no fast (Rust) tokenizer, which kosearch needs "
+                    "to count tokens; use a model with a tokenizer.json"
+                )
+            copy = Tokenizer.from_str(source.to_str())
+            copy.no_truncation()
+            copy.no_padding()
+            self._tokenizer = copy
+        return self._tokenizer
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Count the tokens the model would see for each passage, before truncation.
+
+        Args:
+            texts: The passages (without prompt).
+
+        Returns:
+            One count per text, including special tokens and the passage prompt.
+        """
+        items = _as_list(texts)
+        tokenizer = self.backend_tokenizer
+        counts: list[int] = []
+        for start in range(0, len(items), _COUNT_CHUNK):
+            chunk = [self.passage_prompt + t for t in items[start : start + _COUNT_CHUNK]]
+            counts.extend(len(e.ids) for e in tokenizer.encode_batch(chunk))
+        return counts
+
+    def _encode(self, texts: list[str], prompt: str) -> NDArray[np.float32]:
+        if not texts:
+            return np.empty((0, self.dim), dtype=np.float32)
+        vectors = self._model.encode(
+            texts,
+            prompt=prompt,
+            batch_size=self.batch_size,
+            show_progress_bar=False,
+            convert_to_numpy=True,
+            normalize_embeddings=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _as_list(texts: Sequence[str]) -> list[str]:
+    """The texts as a list; a bare string is a programmer error, not a one-item batch."""
+    if isinstance(texts, str):
+        raise TypeError("texts must be a sequence of strings, not a single string")
+    return list(texts)
+
+
+def _resolve_prompt(
+    explicit: str | None, registry: str | None, own: Mapping[str, str], keys: Sequence[str]
+) -> str:
+    """Explicit argument > registry entry > the model's own config > ``""``."""
+    if explicit is not None:
+        return explicit
+    if registry is not None:
+        return registry
+    for key in keys:
+        if own.get(key):
+            return own[key]
+    return ""
+
+
+def _is_offline() -> bool:
+    """Whether the user asked the Hugging Face libraries to stay offline."""
+    truthy = ("1", "ON", "YES", "TRUE")
+    return any(os.environ.get(v, "").strip().upper() in truthy for v in _OFFLINE_VARS)
+
+
+def _hub_reachable(timeout: float = _HUB_PROBE_TIMEOUT_S) -> bool:
+    """A quick TCP probe of the hub (or the HTTPS proxy), so a dead network fails in seconds.
+
+    Without it, huggingface_hub retries every file with back-off: about 70 s on this kind of
+    machine before it gives up.
+    """
+    target = (
+        os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+        or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    )
+    parts = urlsplit(target if "://" in target else f"http://{target}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
+            return True
+    except Exception:  # noqa: BLE001 - any failure (DNS, refused, blocked) means "not reachable"
+        return False
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0].rstrip(".") if text else type(error).__name__
+
+
+def _looks_like_path(model: str) -> bool:
+    """A hub id is ``name`` or ``owner/name``; anything else must be a (missing) directory."""
+    if model.startswith((".", "/", "~")) or model.count("/") > 1:
+        return True
+    return os.sep != "/" and os.sep in model
+
+
+def _load_model(model: str, device: str) -> SentenceTransformer:
+    """Load a local directory, a cached hub model, or (only when the hub answers) download it."""
+    from sentence_transformers import SentenceTransformer
+
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not ((path / "modules.json").is_file() or (path / "config.json").is_file()):
+            raise ModelLoadError(
+                f"cannot load model '{model}': the directory has no modules.json or config.json, "
+                f"so it is not a model directory; {_FIX}"
+            )
+        return _attempt(SentenceTransformer, str(path), model, device, "from its directory")
+    if path.exists() or _looks_like_path(model):
+        what = "it is a file, not a model directory" if path.exists() else "no such directory"
+        raise ModelLoadError(f"cannot load model '{model}': {what}")
+    try:
+        return SentenceTransformer(model, device=device, local_files_only=True)
+    except Exception as cached_error:  # noqa: BLE001 - not in the cache (or a broken entry)
+        miss: Exception = cached_error
+    offline = _is_offline()
+    if offline or not _hub_reachable():
+        why = "HF_HUB_OFFLINE is set" if offline else "the model hub could not be reached"
+        raise ModelLoadError(
+            f"cannot load model '{model}': it is not a local directory and is not in the local "
+            f"cache, and {why}; download it where the hub is reachable, or {_FIX}"
+        ) from miss
+    return _attempt(SentenceTransformer, model, model, device, "from the model hub")
+
+
+def _attempt(factory: Any, source: str, model: str, device: str, where: str) -> Any:
+    """Call ``factory`` and turn any failure into a one-line :class:`ModelLoadError`."""
+    local = where != "from the model hub"
+    try:
+        return factory(source, device=device, local_files_only=local)
+    except Exception as e:  # noqa: BLE001 - corrupt weights, unknown architecture, hub errors
+        hint = "" if local else f"; check the id, or {_FIX}"
+        raise ModelLoadError(f"cannot load model '{model}' {where} ({_first_line(e)}){hint}") from e
+
+
+def _embedding_dim(model: SentenceTransformer, name: str) -> int:
+    dim = model.get_embedding_dimension()
+    if dim is None:
+        raise ModelLoadError(f"model '{name}' does not report its embedding dimension")
+    return int(dim)
+
+
+def _supported_max_tokens(model: SentenceTransformer) -> int | None:
+    """The longest input the position embeddings allow (RoBERTa reserves two positions)."""
+    hf = model.transformers_model
+    config = getattr(hf, "config", None)
+    limit = getattr(config, "max_position_embeddings", None)
+    if not isinstance(limit, int) or limit <= 0:
+        return None
+    if any(kind in str(getattr(config, "model_type", "")) for kind in ("roberta", "camembert")):
+        limit -= int(getattr(config, "pad_token_id", 1) or 1) + 1
+    return limit
+
+
+def _apply_max_tokens(model: SentenceTransformer, requested: int | None) -> int:
+    """Set ``model.max_seq_length`` to ``requested`` (capped) and return the effective value."""
+    supported = _supported_max_tokens(model)
+    current = model.max_seq_length
+    if requested is not None:
+        model.max_seq_length = min(requested, supported) if supported else requested
+    elif current is None or current > 1_000_000:
+        # Tokenizers without a limit report a huge sentinel; fall back to the positions.
+        model.max_seq_length = supported or 512
+    elif supported is not None and current > supported:
+        model.max_seq_length = supported
+    return int(model.max_seq_length)
+
+
+def _tensor_digest(tensor: Any) -> dict[str, Any]:
+    """Shape and a rounded, strided sample of one weight tensor."""
+    flat = tensor.detach().reshape(-1)
+    step = max(1, flat.numel() // 4096)
+    sample = flat[::step].float().cpu().numpy().astype(np.float64)
+    digest = hashlib.sha256(np.round(sample, 5).tobytes()).hexdigest()
+    return {"shape": list(tensor.shape), "sample": digest}
+
+
+def _fingerprint(model: SentenceTransformer, dim: int) -> str:
+    """A 16-hex-digit digest of architecture, tokenizer, pooling and weights (not the path)."""
+    hf = model.transformers_model
+    config = hf.config.to_dict() if hf is not None else {}
+    tokenizer = getattr(model[0], "tokenizer", None)
+    pooling = [
+        str(getattr(m, "pooling_mode", "")) + f"/prompt={getattr(m, 'include_prompt', True)}"
+        for m in model
+        if type(m).__name__ == "Pooling"
+    ]
+    # The pooler head is loaded or not depending on library versions, and mean pooling ignores it.
+    params = [p for name, p in model.named_parameters() if "pooler" not in name]
+    picked = [params[0], params[len(params) // 2], params[-1]] if params else []
+    identity = {
+        "modules": [type(m).__name__ for m in model],
+        "arch": {k: config[k] for k in _ARCH_KEYS if k in config},
+        "vocab": len(tokenizer) if tokenizer is not None else None,
+        "dim": dim,
+        "pooling": pooling,
+        "weights": [_tensor_digest(p) for p in picked],
+    }
+    blob = json.dumps(identity, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

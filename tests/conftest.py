@@ -1,0 +1,42 @@
+"""Shared fixtures: an offline Hugging Face hub, tiny models built on the fly, the real model."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tinymodels import build_tiny_bert, build_tiny_xlmr
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _offline_hub() -> Iterator[None]:
+    """Tell huggingface_hub and transformers never to reach the network."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setenv("TRANSFORMERS_OFFLINE", "1")
+        patch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+        yield
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ko-sbert-like model directory (WordPiece BERT, mean pooling, 128 tokens, no prompts)."""
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_xlmr_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An e5-like model directory (Unigram XLM-R, mean pooling, 64 tokens, e5 prompts)."""
+    return build_tiny_xlmr(tmp_path_factory.mktemp("tiny-xlmr") / "model")
+
+
+@pytest.fixture(scope="session")
+def real_model_dir() -> Path:
+    """The real model named by ``KOSEARCH_TEST_MODEL``; the test is skipped without it."""
+    value = os.environ.get("KOSEARCH_TEST_MODEL", "")
+    if not value or not Path(value).is_dir():
+        pytest.skip("set KOSEARCH_TEST_MODEL to a model directory to run real-model tests")
+    return Path(value)

@@ -1,0 +1,183 @@
+"""Tiny sentence-transformers models built offline, for tests of the real encoder.
+
+Two shapes stand in for the two families kosearch meets in practice:
+
+* ``build_tiny_bert``: a BERT with a WordPiece vocabulary, mean pooling, 128 tokens and no
+  prompts, like the ko-sbert / KR-SBERT models;
+* ``build_tiny_xlmr``: an XLM-R with a Unigram (sentencepiece-like) vocabulary, mean pooling,
+  64 tokens and ``query: ``/``passage: `` prompts in its config, like the e5 family.
+
+Both tokenizers are trained with ``tokenizers`` on a few hundred generated Korean sentences; the
+weights are random but seeded, so a model is a pure function of its seed. Each builder saves the
+model with ``SentenceTransformer.save`` and returns the directory. Heavy imports stay inside the
+functions so that importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+_PEOPLE = ["민수", "지영", "철수", "영희", "서연", "도윤", "하은", "준호", "수빈", "지훈"]
+_PLACES = ["서울", "부산", "대구", "인천", "광주", "제주도", "강남역", "학교", "도서관", "시장"]
+_THINGS = ["책", "커피", "김치찌개", "자전거", "노트북", "우산", "사과", "신문", "영화", "음악"]
+_VERBS = ["읽었다", "샀다", "좋아한다", "찾았다", "만들었다", "보았다", "빌렸다", "기다렸다"]
+_ADJS = ["맑다", "흐리다", "춥다", "덥다", "조용하다", "붐빈다", "넓다", "깨끗하다"]
+_TIMES = ["오늘", "어제", "내일", "주말에", "아침에", "저녁에", "지난달", "올해"]
+_TEMPLATES = [
+    "{t} {p}는 {l}에서 {o}을 {v}.",
+    "{l}의 날씨는 {t} {a}.",
+    "{p}와 {q}는 {l}에 갔다.",
+    "{t} {l}은 정말 {a}.",
+    "{p}는 {o}에 대해 물었다.",
+    "{l}에서 {o} 가격이 올랐다고 한다.",
+    "{p}가 {t} {o}을 {v}고 말했다.",
+    "{l} 근처에 새로운 {o} 가게가 생겼다.",
+]
+
+
+def korean_sentences(n: int = 300, seed: int = 7) -> list[str]:
+    """``n`` generated Korean sentences (deterministic for a given seed)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        template = rng.choice(_TEMPLATES)
+        out.append(
+            template.format(
+                p=rng.choice(_PEOPLE), q=rng.choice(_PEOPLE), l=rng.choice(_PLACES),
+                o=rng.choice(_THINGS), v=rng.choice(_VERBS), a=rng.choice(_ADJS),
+                t=rng.choice(_TIMES),
+            )
+        )
+    return out
+
+
+def _wordpiece_tokenizer(sentences: list[str]) -> Tokenizer:
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from tokenizers import processors, trainers
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    # NFD (BertNormalizer's default strip_accents) would split Hangul syllables into jamo.
+    tok.normalizer = normalizers.BertNormalizer(strip_accents=False, lowercase=False)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=600, special_tokens=specials, show_progress=False
+    )
+    tok.train_from_iterator(sentences, trainer=trainer)
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    tok.decoder = decoders.WordPiece()
+    return tok
+
+
+def _unigram_tokenizer(sentences: list[str]) -> Tokenizer:
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from tokenizers import processors, trainers
+
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    trainer = trainers.UnigramTrainer(
+        vocab_size=500, special_tokens=specials, unk_token="<unk>", show_progress=False
+    )
+    # The prompts are part of every input, so the vocabulary should know them.
+    tok.train_from_iterator(sentences + ["query: passage: "] * 20, trainer=trainer)
+    bos, eos = tok.token_to_id("<s>"), tok.token_to_id("</s>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", bos), ("</s>", eos)],
+    )
+    tok.decoder = decoders.Metaspace()
+    return tok
+
+
+def _save(
+    path: Path,
+    hf_model: PreTrainedModel,
+    hf_tokenizer: PreTrainedTokenizerBase,
+    *,
+    max_seq_length: int,
+    prompts: dict[str, str] | None,
+) -> Path:
+    """Wrap a transformers model in Transformer + mean Pooling and save it with ST."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    with tempfile.TemporaryDirectory() as raw:
+        hf_model.save_pretrained(raw)
+        hf_tokenizer.save_pretrained(raw)
+        transformer = Transformer(raw, max_seq_length=max_seq_length)
+        pooling = Pooling(hf_model.config.hidden_size, pooling_mode="mean")
+        model = SentenceTransformer(modules=[transformer, pooling], device="cpu", prompts=prompts)
+        model.save(str(path))
+    return path
+
+
+def build_tiny_bert(path: str | Path, *, seed: int = 0) -> Path:
+    """Build a ko-sbert-like model (WordPiece BERT, mean pooling, 128 tokens, no prompts).
+
+    Args:
+        path: Directory to save the model into (created if missing).
+        seed: Seed of the random weights; the vocabulary does not depend on it.
+
+    Returns:
+        The model directory.
+    """
+    import torch
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    tok = _wordpiece_tokenizer(korean_sentences())
+    hf_tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+        sep_token="[SEP]", mask_token="[MASK]", model_max_length=128,
+    )
+    config = BertConfig(
+        vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
+        pad_token_id=tok.token_to_id("[PAD]"),
+    )
+    torch.manual_seed(seed)
+    model = BertModel(config).eval()
+    return _save(Path(path), model, hf_tokenizer, max_seq_length=128, prompts=None)
+
+
+def build_tiny_xlmr(path: str | Path, *, seed: int = 0) -> Path:
+    """Build an e5-like model (Unigram XLM-R, mean pooling, 64 tokens, query/passage prompts).
+
+    Args:
+        path: Directory to save the model into (created if missing).
+        seed: Seed of the random weights; the vocabulary does not depend on it.
+
+    Returns:
+        The model directory.
+    """
+    import torch
+    from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaModel
+
+    tok = _unigram_tokenizer(korean_sentences())
+    hf_tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+        pad_token="<pad>", cls_token="<s>", sep_token="</s>", mask_token="<mask>",
+        model_max_length=64,
+    )
+    config = XLMRobertaConfig(
+        vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=64, max_position_embeddings=66,
+        pad_token_id=tok.token_to_id("<pad>"), bos_token_id=tok.token_to_id("<s>"),
+        eos_token_id=tok.token_to_id("</s>"), type_vocab_size=1,
+    )
+    torch.manual_seed(seed)
+    model = XLMRobertaModel(config).eval()
+    prompts = {"query": "query: ", "passage": "passage: "}
+    return _save(Path(path), model, hf_tokenizer, max_seq_length=64, prompts=prompts)
