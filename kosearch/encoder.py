@@ -165,7 +165,9 @@ class SentenceTransformerEncoder:
             passage_prompt, self.spec.passage_prompt if self.spec else None, own,
             _PASSAGE_PROMPT_KEYS,
         )
-        self.sts_prompt = self.spec.sts_prompt if self.spec else ""
+        # Symmetric tasks (STS): the registry knows; otherwise a model that ships a query
+        # prompt (the e5 convention: "query: " on both sides) uses it on both sides.
+        self.sts_prompt = self.spec.sts_prompt if self.spec else own.get("query", "")
         self.fingerprint = _fingerprint(self._model, self.dim)
         self._tokenizer: Tokenizer | None = None
 

@@ -143,11 +143,19 @@ def test_registry_beats_model_config_and_explicit_beats_registry(
     )
 
 
-def test_symmetric_encoding_of_unknown_model_uses_no_prompt(
-    xlmr: SentenceTransformerEncoder,
+def test_symmetric_encoding_of_unknown_model_uses_its_query_prompt(
+    xlmr: SentenceTransformerEncoder, tiny_bert_dir: Path
 ) -> None:
+    # e5 convention: a model that ships a "query: " prompt uses it on both sides for STS
+    assert xlmr.sts_prompt == "query: "
     np.testing.assert_allclose(
-        xlmr.encode_symmetric(TEXTS[:2]), xlmr.model.encode(TEXTS[:2], prompt=""), atol=1e-5
+        xlmr.encode_symmetric(TEXTS[:2]), xlmr.model.encode(TEXTS[:2], prompt="query: "),
+        atol=1e-5,
+    )
+    bert = SentenceTransformerEncoder(str(tiny_bert_dir))
+    assert bert.sts_prompt == ""
+    np.testing.assert_allclose(
+        bert.encode_symmetric(TEXTS[:2]), bert.model.encode(TEXTS[:2], prompt=""), atol=1e-5
     )
 
 
