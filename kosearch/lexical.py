@@ -1,0 +1,500 @@
+"""BM25 over Korean morphemes: analyzers, index build, search, and a pickle-free disk format.
+
+Korean glues particles and endings onto words (``서울에서는``, ``먹었어요``), so whitespace
+splitting leaves the query ``서울`` unable to match. :class:`MorphemeAnalyzer` runs Kiwi and keeps
+content morphemes only. Scores are the Lucene variant of BM25 (``bm25s`` method ``"lucene"``)::
+
+    idf(t)      = ln(1 + (N - df(t) + 0.5) / (df(t) + 0.5))
+    score(q, d) = sum over query terms t of  idf(t) * tf / (tf + k1 * (1 - b + b * |d| / avgdl))
+
+A query term given twice counts twice. ``bm25s`` builds the per-term score matrix; it is stored
+as ``.npy`` (``allow_pickle=False``) beside JSON and searched here, so that rows matching no term
+are never returned and ties break by ascending row.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from importlib import metadata
+from itertools import islice
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from kosearch.errors import ConfigError, IndexFormatError, MissingDependencyError
+
+FORMAT_VERSION = 1
+METHOD = "lucene"
+
+#: The part-of-speech tags Kiwi emits here (no ``W_*`` tags: URL/e-mail extraction is off),
+#: without the ``-R``/``-I`` (regular/irregular) suffixes Kiwi appends to conjugating stems.
+KIWI_TAGS: frozenset[str] = frozenset(
+    "NNG NNP NNB NR NP VV VA VX VCP VCN MM MAG MAJ IC "
+    "JKS JKC JKG JKO JKB JKV JKQ JX JC EP EF EC ETN ETM XPN XSN XSV XSA XSM XR "
+    "SF SP SS SSO SSC SE SO SW SL SH SN SB UN Z_CODA Z_SIOT "
+    "USER0 USER1 USER2 USER3 USER4".split()
+)
+
+#: Content morphemes kept for BM25: common/proper/bound nouns, numerals, pronouns, verb and
+#: adjective stems, roots, foreign words (lowercased), hanja and numbers.
+#: Chosen by measurement on KorQuAD and hand-written particle cases; see bench/lexical.py.
+DEFAULT_TAGS: frozenset[str] = frozenset("NNG NNP NNB NR NP VV VA XR SL SH SN".split())
+
+_EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$")
+_SPACE = re.compile(r"\s+")
+
+
+class Analyzer(Protocol):
+    """Texts -> one list of index terms each; ``config()`` is JSON that
+    :func:`analyzer_from_config` turns back into an equal analyzer."""
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[str]]: ...
+
+    def config(self) -> dict[str, Any]: ...
+
+
+class MorphemeAnalyzer:
+    """Kiwi morpheme analysis, keeping only the morphemes whose tag is in ``tags``.
+
+    Particles (``J*``), endings (``E*``) and punctuation are dropped by the default tags; verbs and
+    adjectives yield their stem (``먹었다`` -> ``먹``); every term is lowercased (``GPU`` -> ``gpu``).
+    Kiwi is created on the first call to :meth:`tokenize`, not at construction.
+
+    Args:
+        tags: Kiwi part-of-speech tags to keep (see :data:`KIWI_TAGS`).
+        num_workers: Kiwi threads for batched tokenization; ``None`` uses every core.
+
+    Raises:
+        ConfigError: If ``tags`` is empty or holds a tag Kiwi does not know.
+        ValueError: If ``num_workers`` is smaller than 1.
+
+    Example:
+        >>> MorphemeAnalyzer().tokenize(["서울에서는 GPU를 샀다"])
+        [['서울', 'gpu', '사']]
+    """
+
+    def __init__(
+        self, tags: Collection[str] = DEFAULT_TAGS, *, num_workers: int | None = None
+    ) -> None:
+        tag_set = frozenset(tags)
+        unknown = sorted(tag_set - KIWI_TAGS)
+        if not tag_set or unknown:
+            raise ConfigError(
+                f"unknown Kiwi tags {unknown or '(none given)'}; "
+                f"choose from: {', '.join(sorted(KIWI_TAGS))}."
+            )
+        if num_workers is not None and num_workers < 1:
+            raise ValueError(f"num_workers must be >= 1 or None, got {num_workers}")
+        self._tags = tag_set
+        # Kiwi tags conjugating stems as e.g. "VV-R"/"VA-I"; match those without splitting strings.
+        self._match = tag_set | {f"{t}-{s}" for t in tag_set for s in ("R", "I")}
+        self._num_workers = num_workers
+        self._kiwi: Any = None
+
+    @property
+    def tags(self) -> frozenset[str]:
+        """The part-of-speech tags kept."""
+        return self._tags
+
+    def _kiwi_instance(self) -> Any:
+        if self._kiwi is None:
+            try:
+                from kiwipiepy import Kiwi
+            except ImportError as e:
+                raise MissingDependencyError(
+                    "Korean lexical search needs the kiwipiepy package; "
+                    "install it with: pip install kiwipiepy"
+                ) from e
+            self._kiwi = Kiwi(num_workers=-1 if self._num_workers is None else self._num_workers)
+        return self._kiwi
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
+        """Analyze many texts at once (Kiwi spreads a batch over its threads).
+
+        Args:
+            texts: The texts; empty strings give empty term lists.
+
+        Returns:
+            One list of lowercased morphemes per text, in text order.
+        """
+        if not texts:
+            return []
+        keep = self._match
+        return [
+            [tok.form.lower() for tok in tokens if tok.tag in keep]
+            # match_options=0: no URL/e-mail/hashtag/serial extraction, so "naver.com" or
+            # "010-1234-5678" split into SL/SN parts that partial queries can match.
+            for tokens in self._kiwi_instance().tokenize(list(texts), match_options=0)
+        ]
+
+    def config(self) -> dict[str, Any]:
+        """``{"name": "kiwi", "tags": [...], "kiwipiepy": "<version>"}``."""
+        try:
+            version: str | None = metadata.version("kiwipiepy")
+        except metadata.PackageNotFoundError:
+            version = None
+        return {"name": "kiwi", "tags": sorted(self._tags), "kiwipiepy": version}
+
+
+class WhitespaceAnalyzer:
+    """Lowercase, split on whitespace, strip punctuation from both ends of each word.
+
+    This is what most BM25 libraries do by default; it is here to show why Korean needs
+    :class:`MorphemeAnalyzer` (``서울에서는`` never matches ``서울``).
+    """
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
+        """One list of words per text."""
+        out: list[list[str]] = []
+        for text in texts:
+            words = (_EDGE_PUNCT.sub("", w) for w in text.lower().split())
+            out.append([w for w in words if w])
+        return out
+
+    def config(self) -> dict[str, Any]:
+        """``{"name": "whitespace"}``."""
+        return {"name": "whitespace"}
+
+
+class CharBigramAnalyzer:
+    """Remove whitespace, then take overlapping character bigrams (no lowercasing).
+
+    The language-agnostic Korean baseline: ``서울 에서`` -> ``서울 울에 에서``; a one-character
+    text is one term.
+    """
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
+        """One list of bigrams per text."""
+        out: list[list[str]] = []
+        for text in texts:
+            chars = _SPACE.sub("", text)
+            if len(chars) == 1:
+                out.append([chars])
+            else:
+                out.append([chars[i : i + 2] for i in range(len(chars) - 1)])
+        return out
+
+    def config(self) -> dict[str, Any]:
+        """``{"name": "char_bigram"}``."""
+        return {"name": "char_bigram"}
+
+
+def analyzer_from_config(
+    config: Mapping[str, Any], *, num_workers: int | None = None
+) -> Analyzer:
+    """Rebuild the analyzer described by ``config`` (the output of an analyzer's ``config()``).
+
+    Args:
+        config: A mapping with at least ``"name"`` (``kiwi``, ``whitespace`` or ``char_bigram``).
+        num_workers: Kiwi threads, for the ``kiwi`` analyzer.
+
+    Returns:
+        A fresh analyzer.
+
+    Raises:
+        ConfigError: If the name is unknown or the Kiwi tags are invalid.
+    """
+    name = config.get("name")
+    if name == "kiwi":
+        tags = config.get("tags")
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise ConfigError(f"the kiwi analyzer config needs a list of tags, not {tags!r}.")
+        return MorphemeAnalyzer(tags, num_workers=num_workers)
+    if name == "whitespace":
+        return WhitespaceAnalyzer()
+    if name == "char_bigram":
+        return CharBigramAnalyzer()
+    raise ConfigError(f"unknown analyzer {name!r}; choose one of: kiwi, whitespace, char_bigram.")
+
+
+def _batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:
+    it = iter(texts)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+def _score_matrix(
+    docs: list[list[int]], n_terms: int, k1: float, b: float
+) -> tuple[NDArray[np.float32], NDArray[np.int32], NDArray[np.int64]]:
+    """Per-term BM25 contributions as CSC arrays (column = term, row = document), via bm25s."""
+    if not docs or n_terms == 0:
+        return (
+            np.zeros(0, np.float32), np.zeros(0, np.int32), np.zeros(n_terms + 1, np.int64)
+        )
+    try:
+        import bm25s
+    except ImportError as e:
+        raise MissingDependencyError(
+            "BM25 indexing needs the bm25s package; install it with: pip install bm25s"
+        ) from e
+    model = bm25s.BM25(k1=k1, b=b, method=METHOD)
+    scores = model.build_index_from_ids(list(range(n_terms)), docs, show_progress=False)
+    return (
+        np.ascontiguousarray(scores["data"], dtype=np.float32),
+        np.ascontiguousarray(scores["indices"], dtype=np.int32),
+        np.ascontiguousarray(scores["indptr"], dtype=np.int64),
+    )
+
+
+def _top_k(scores: NDArray[np.float64], k: int) -> list[tuple[int, float]]:
+    """The ``k`` best positive scores, best first, ties by ascending row."""
+    rows = np.flatnonzero(scores > 0)
+    if rows.size > k:
+        values = scores[rows]
+        kth = np.partition(values, rows.size - k)[rows.size - k]
+        above = rows[values > kth]
+        tied = rows[values == kth][: k - above.size]  # flatnonzero is ascending
+        rows = np.concatenate([above, tied])
+    order = np.lexsort((rows, -scores[rows]))
+    return [(int(r), float(scores[r])) for r in rows[order]]
+
+
+class LexicalIndex:
+    """A BM25 index over analyzed passages; row ``i`` is the ``i``-th text given to :meth:`build`.
+
+    Create one with :meth:`build` or :meth:`load`; the constructor takes the internal arrays.
+
+    Example:
+        >>> index = LexicalIndex.build(["서울에서는 비가 온다", "부산은 맑다"])
+        >>> index.search(["서울 날씨"], k=5)[0][0][0]
+        0
+    """
+
+    def __init__(
+        self,
+        analyzer: Analyzer,
+        vocab: dict[str, int],
+        arrays: tuple[NDArray[np.float32], NDArray[np.int32], NDArray[np.int64]],
+        num_docs: int,
+        *,
+        k1: float,
+        b: float,
+    ) -> None:
+        self._analyzer = analyzer
+        self._vocab = vocab
+        self._data, self._indices, self._indptr = arrays
+        self._num_docs = num_docs
+        self._k1 = k1
+        self._b = b
+
+    @classmethod
+    def build(
+        cls,
+        texts: Sequence[str] | Iterable[str],
+        *,
+        analyzer: Analyzer | None = None,
+        k1: float = 1.2,
+        b: float = 0.75,
+        batch_size: int = 4096,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> LexicalIndex:
+        """Analyze ``texts`` batch by batch and build the BM25 index.
+
+        Only term ids are kept in memory, never the texts themselves.
+
+        Args:
+            texts: The passages, in row order (any iterable; consumed once).
+            analyzer: Defaults to ``MorphemeAnalyzer()``.
+            k1: BM25 term-frequency saturation (>= 0).
+            b: BM25 length normalization, in [0, 1].
+            batch_size: Texts analyzed per call to the analyzer.
+            on_batch: Called after each batch with the number of texts in it (progress bars).
+
+        Returns:
+            The index.
+
+        Raises:
+            ValueError: If ``k1``, ``b`` or ``batch_size`` is out of range.
+            MissingDependencyError: If kiwipiepy or bm25s is not installed.
+        """
+        if not k1 >= 0 or not 0 <= b <= 1:
+            raise ValueError(f"need k1 >= 0 and 0 <= b <= 1, got k1={k1}, b={b}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        analyzer = analyzer if analyzer is not None else MorphemeAnalyzer()
+        vocab: dict[str, int] = {}
+        docs: list[list[int]] = []
+        for batch in _batches(texts, batch_size):
+            for terms in analyzer.tokenize(batch):
+                docs.append([vocab.setdefault(t, len(vocab)) for t in terms])
+            if on_batch is not None:
+                on_batch(len(batch))
+        arrays = _score_matrix(docs, len(vocab), k1, b)
+        return cls(analyzer, vocab, arrays, len(docs), k1=k1, b=b)
+
+    @property
+    def analyzer(self) -> Analyzer:
+        """The analyzer used for passages and queries."""
+        return self._analyzer
+
+    def __len__(self) -> int:
+        return self._num_docs
+
+    def search(self, queries: Sequence[str], k: int) -> list[list[tuple[int, float]]]:
+        """The ``k`` best rows for each query.
+
+        Args:
+            queries: Query texts; words unknown to the index are ignored.
+            k: Results per query (>= 1).
+
+        Returns:
+            Per query, ``(row, score)`` pairs best first, ties by ascending row. Rows that match
+            no query term are left out, so a query with no known term gets ``[]``.
+
+        Raises:
+            ValueError: If ``k < 1``.
+        """
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        return [self._search_terms(terms, k) for terms in self._analyzer.tokenize(list(queries))]
+
+    def _search_terms(self, terms: list[str], k: int) -> list[tuple[int, float]]:
+        ids = [self._vocab[t] for t in terms if t in self._vocab]
+        if not ids:
+            return []
+        starts, ends = self._indptr[ids], self._indptr[np.asarray(ids) + 1]
+        rows = np.concatenate([self._indices[s:e] for s, e in zip(starts, ends)])
+        weights = np.concatenate([self._data[s:e] for s, e in zip(starts, ends)])
+        scores = np.bincount(rows, weights=weights, minlength=self._num_docs)
+        return _top_k(scores, k)
+
+    def config(self) -> dict[str, Any]:
+        """The settings for the index manifest: tokenizer config, ``k1``, ``b`` and ``method``."""
+        tokenizer = self._analyzer.config()
+        return {"tokenizer": tokenizer, "k1": self._k1, "b": self._b, "method": METHOD}
+
+    def save(self, directory: Path) -> None:
+        """Write the index into ``directory`` (created if needed): JSON and ``.npy`` files only.
+
+        The caller makes the write atomic (temporary directory + ``os.replace``).
+
+        Args:
+            directory: Target directory; existing files of the same names are overwritten.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        header = {
+            "format_version": FORMAT_VERSION,
+            **self.config(),
+            "num_docs": self._num_docs,
+            "num_terms": len(self._vocab),
+        }
+        text = json.dumps(header, ensure_ascii=False, indent=2)
+        (directory / "config.json").write_text(text + "\n", "utf-8")
+        terms = sorted(self._vocab, key=self._vocab.__getitem__)
+        (directory / "vocab.json").write_text(json.dumps(terms, ensure_ascii=False), "utf-8")
+        arrays = {"data": self._data, "indices": self._indices, "indptr": self._indptr}
+        for name, array in arrays.items():
+            np.save(directory / f"{name}.npy", array, allow_pickle=False)
+
+    @classmethod
+    def load(cls, directory: Path) -> LexicalIndex:
+        """Read an index written by :meth:`save`.
+
+        Args:
+            directory: The directory :meth:`save` wrote.
+
+        Returns:
+            The index, with its analyzer rebuilt from the stored config.
+
+        Raises:
+            IndexFormatError: If a file is missing, corrupt, inconsistent or from a newer format.
+        """
+        directory = Path(directory)
+        header = _read_header(directory / "config.json")
+        terms = _read_vocab(directory / "vocab.json", header["num_terms"])
+        arrays = _read_arrays(directory, header["num_docs"], header["num_terms"])
+        try:
+            analyzer = analyzer_from_config(header["tokenizer"])
+        except ConfigError as e:
+            raise IndexFormatError(
+                f"lexical index file {directory / 'config.json'} has an invalid tokenizer "
+                f"({str(e).rstrip('.')})."
+            ) from e
+        vocab = {t: i for i, t in enumerate(terms)}
+        return cls(analyzer, vocab, arrays, header["num_docs"], k1=header["k1"], b=header["b"])
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise IndexFormatError(f"lexical index file {path} is missing.") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise IndexFormatError(f"lexical index file {path} is not valid JSON ({e}).") from e
+
+
+def _read_header(path: Path) -> dict[str, Any]:
+    header = _read_json(path)
+    if not isinstance(header, dict):
+        raise IndexFormatError(f"lexical index file {path} does not hold a JSON object.")
+    version = header.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise IndexFormatError(
+            f"lexical index file {path} has format version {version!r}, "
+            f"but this kosearch reads versions up to {FORMAT_VERSION}."
+        )
+    counts = [header.get(f) for f in ("num_docs", "num_terms")]
+    params = [header.get(f) for f in ("k1", "b")]
+    if (
+        not all(isinstance(c, int) and c >= 0 for c in counts)
+        or not all(isinstance(p, (int, float)) for p in params)
+        or not isinstance(header.get("tokenizer"), dict)
+    ):
+        raise IndexFormatError(
+            f"lexical index file {path} lacks valid num_docs, num_terms, k1, b or tokenizer fields."
+        )
+    if header.get("method") != METHOD:
+        raise IndexFormatError(
+            f"lexical index file {path} uses BM25 method {header.get('method')!r}, "
+            f"but only {METHOD!r} is supported."
+        )
+    return header
+
+
+def _read_vocab(path: Path, num_terms: int) -> list[str]:
+    terms = _read_json(path)
+    if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms):
+        raise IndexFormatError(f"lexical index file {path} is not a JSON list of strings.")
+    if len(terms) != num_terms or len(set(terms)) != num_terms:
+        raise IndexFormatError(
+            f"lexical index file {path} holds {len(terms)} terms ({len(set(terms))} distinct), "
+            f"but config.json says {num_terms}."
+        )
+    return terms
+
+
+def _read_npy(path: Path, kind: str) -> NDArray[Any]:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise IndexFormatError(f"lexical index file {path} is missing.") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise IndexFormatError(f"lexical index file {path} is not a plain .npy array ({e}).") from e
+    if not isinstance(array, np.ndarray) or array.ndim != 1 or array.dtype.kind != kind:
+        raise IndexFormatError(f"lexical index file {path} does not hold a 1-d {kind!r} array.")
+    return array
+
+
+def _read_arrays(
+    directory: Path, num_docs: int, num_terms: int
+) -> tuple[NDArray[np.float32], NDArray[np.int32], NDArray[np.int64]]:
+    data = _read_npy(directory / "data.npy", "f").astype(np.float32, copy=False)
+    indices = _read_npy(directory / "indices.npy", "i").astype(np.int32, copy=False)
+    indptr = _read_npy(directory / "indptr.npy", "i").astype(np.int64, copy=False)
+    problem = None
+    if indptr.size != num_terms + 1 or indptr[0] != 0 or np.any(np.diff(indptr) < 0):
+        problem = "indptr.npy does not match the vocabulary"
+    elif data.size != indices.size or indptr[-1] != data.size:
+        problem = "data.npy, indices.npy and indptr.npy disagree in length"
+    elif indices.size and (indices.min() < 0 or indices.max() >= num_docs):
+        problem = "indices.npy refers to rows outside the index"
+    elif not np.all(np.isfinite(data)):
+        problem = "data.npy holds non-finite scores"
+    if problem:
+        raise IndexFormatError(f"the lexical index in {directory} is corrupt: {problem}.")
+    return data, indices, indptr
