@@ -60,7 +60,9 @@ class Hit:
         start: Character offset of the passage in the document text.
         end: End offset (exclusive) of the passage in the document text.
         scores: Per-retriever detail, e.g. ``{"dense_rank": 1, "dense_score": 0.83,
-            "lexical_rank": 4, "lexical_score": 7.1}``; empty when not applicable.
+            "lexical_rank": 4, "lexical_score": 7.1}``: the ranks and scores of the passage in
+            each retriever that found it (a hybrid hit found by one retriever only lacks the
+            other's keys).
     """
 
     id: str
@@ -86,5 +88,5 @@ class Hit:
             "meta": dict(self.meta),
             "start": self.start,
             "end": self.end,
-            **({"scores": dict(self.scores)} if self.scores else {}),
+            "scores": dict(self.scores),
         }

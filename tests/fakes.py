@@ -22,7 +22,7 @@ class HashEncoder:
     ``calls`` counts encode calls and ``batches`` records batch sizes, so batching can be asserted.
     """
 
-    def __init__(self, dim: int = 64, name: str = "hash-encoder", max_tokens: int = 64) -> None:
+    def __init__(self, dim: int = 256, name: str = "hash-encoder", max_tokens: int = 64) -> None:
         self.name = name
         self.dim = dim
         self.max_tokens = max_tokens

@@ -1,0 +1,298 @@
+"""The ``kosearch`` command line: a thin shell over :mod:`kosearch.index`.
+
+Results go to stdout; progress, logs and errors to stderr. A :class:`KosearchError` becomes one
+``Error: ...`` line and exit status 1 (mapped once, in :class:`_Group`); bad usage exits 2.
+Tracebacks appear only with ``--debug`` or ``KOSEARCH_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from kosearch import __version__
+from kosearch.errors import ConfigError, KosearchError
+
+DEFAULT_INDEX = "kosearch-index"
+MODES = ["hybrid", "dense", "lexical"]
+
+
+class _Group(click.Group):
+    """Maps library errors to one-line CLI errors, in one place."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KosearchError as e:
+            if _debugging(ctx):
+                raise
+            raise click.ClickException(str(e)) from e
+        except OSError as e:
+            if _debugging(ctx):
+                raise
+            where = f"{e.filename}: " if e.filename else ""
+            raise click.ClickException(f"{where}{e.strerror or e}") from e
+
+
+def _debugging(ctx: click.Context) -> bool:
+    if isinstance(ctx.obj, dict) and ctx.obj.get("debug"):
+        return True
+    return os.environ.get("KOSEARCH_DEBUG", "") not in ("", "0")
+
+
+def _setup_logging(quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("kosearch: %(message)s"))
+    logger = logging.getLogger("kosearch")
+    logger.handlers = [h for h in logger.handlers if not isinstance(h, logging.StreamHandler)]
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kosearch")
+@click.option("--debug", is_flag=True, envvar="KOSEARCH_DEBUG", help="Show tracebacks on errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr; no progress bars.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
+    """Semantic and hybrid search over Korean documents.
+
+    \b
+    kosearch index data/sample.jsonl -o my-index     # build an index
+    kosearch query "전세 계약 갱신" -i my-index        # search it
+    """
+    _setup_logging(quiet)
+    ctx.obj = {"debug": debug, "quiet": quiet}
+
+
+def _index_option(**kwargs: Any) -> Any:
+    return click.option(
+        "-i", "--index", "index_dir", default=DEFAULT_INDEX, envvar="KOSEARCH_INDEX",
+        show_default=True, type=click.Path(file_okay=False),
+        help="Index directory (env KOSEARCH_INDEX).", **kwargs,
+    )
+
+
+@cli.command("index")
+@click.argument("corpus", nargs=-1, required=True)
+@click.option("-o", "--index", "index_dir", default=DEFAULT_INDEX, envvar="KOSEARCH_INDEX",
+              show_default=True, type=click.Path(file_okay=False),
+              help="Where to write the index (env KOSEARCH_INDEX); replaced atomically.")
+@click.option("-m", "--model", envvar="KOSEARCH_MODEL", default=None,
+              help="Model id or local directory (env KOSEARCH_MODEL; default "
+                   "dragonkue/multilingual-e5-small-ko). See `kosearch models`.")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1),
+              help="Passages per encoder batch.")
+@click.option("--metric", type=click.Choice(["cosine", "ip", "l2"]), default="cosine",
+              show_default=True, help="Vector similarity.")
+@click.option("--id-field", default=None, help="Record field with the id (default: id, then _id).")
+@click.option("--text-field", default="text", show_default=True, help="Record field with the text.")
+@click.option("--title-field", default="title", show_default=True, help="Record field with the title.")
+@click.option("--strict", is_flag=True, help="Fail on empty texts instead of skipping them.")
+@click.option("--chunk-tokens", type=int, default=None,
+              help="Token budget per passage, prompt and title included (default: the model's "
+                   "limit, at most 512).")
+@click.option("--chunk-overlap", type=int, default=0, show_default=True,
+              help="Tokens of overlap between passages (whole sentences).")
+@click.option("--no-chunk", is_flag=True, help="Index whole documents (long ones are reported).")
+@click.option("--no-lexical", is_flag=True, help="Skip the BM25 part (no hybrid search).")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1, mps (default: auto).")
+@click.option("--query-prompt", default=None, help="Override the model's query prompt.")
+@click.option("--passage-prompt", default=None, help="Override the model's passage prompt.")
+@click.pass_obj
+def index_cmd(obj: dict[str, Any], corpus: tuple[str, ...], index_dir: str, model: str | None,
+              batch_size: int, metric: str, id_field: str | None, text_field: str,
+              title_field: str, strict: bool, chunk_tokens: int | None, chunk_overlap: int,
+              no_chunk: bool, no_lexical: bool, device: str | None, query_prompt: str | None,
+              passage_prompt: str | None) -> None:
+    """Encode CORPUS (JSONL, JSONL.gz, CSV, TSV, Parquet, a folder of .txt/.md, or - for
+    JSONL on stdin) into an index directory."""
+    from kosearch.chunk import ChunkSettings
+    from kosearch.corpus import Fields
+    from kosearch.index import Index
+
+    start = time.perf_counter()
+    index = Index.build(
+        list(corpus), index_dir, progress=not obj["quiet"], model=model, metric=metric,
+        batch_size=batch_size, fields=Fields(id=id_field, text=text_field, title=title_field),
+        strict=strict, lexical=not no_lexical, device=device, query_prompt=query_prompt,
+        passage_prompt=passage_prompt,
+        chunking=ChunkSettings(max_tokens=chunk_tokens, overlap=chunk_overlap, enabled=not no_chunk),
+    )
+    counts = index.manifest.counts
+    click.echo(
+        f"indexed {counts['documents']} documents as {counts['passages']} passages into "
+        f"{index_dir} with {index.manifest.model.name} in {time.perf_counter() - start:.1f}s",
+        err=True,
+    )
+
+
+def _read_queries(path: str) -> Iterator[tuple[str | None, str]]:
+    """(id, text) pairs from JSONL (``text`` + optional ``_id``/``id``) or plain lines."""
+    stream = click.open_file(path, encoding="utf-8")
+    with stream:
+        for n, line in enumerate(stream, 1):
+            line = line.strip()
+            if not line:
+                continue
+            if line.startswith("{"):
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ConfigError(f"{path}:{n}: invalid JSON ({e.msg})") from e
+                text = record.get("text") if isinstance(record, dict) else None
+                if not isinstance(text, str):
+                    raise ConfigError(f"{path}:{n}: a JSON query needs a string field 'text'")
+                qid = record.get("_id", record.get("id"))
+                yield (None if qid is None else str(qid)), text
+            else:
+                yield None, line
+
+
+def _print_hits(query: str, hits: list[Any], width: int = 160) -> None:
+    click.echo(f"# {query}")
+    if not hits:
+        click.echo("  (no hits)")
+    for hit in hits:
+        title = f"  {hit.title}" if hit.title else ""
+        click.echo(f"{hit.rank:>3}. {hit.score:.4f}  {hit.id} #{hit.chunk}{title}")
+        snippet = " ".join(hit.text.split())
+        click.echo(f"     {snippet[:width]}{'…' if len(snippet) > width else ''}")
+
+
+@cli.command("query")
+@click.argument("query", required=False)
+@_index_option()
+@click.option("-k", "--top-k", "k", type=int, default=10, show_default=True, help="Number of hits.")
+@click.option("--mode", type=click.Choice(MODES), default=None,
+              help="hybrid (default when the index has BM25), dense or lexical.")
+@click.option("--passages", is_flag=True, help="Raw passage hits, not one hit per document.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per query on stdout.")
+@click.option("--queries", "queries_file", type=click.Path(dir_okay=False, allow_dash=True),
+              help="File of queries: JSONL with text (+ _id/id), or one per line; - for stdin.")
+@click.option("-m", "--model", default=None,
+              help="Query model (default: the index's own; must match it).")
+@click.option("--device", default=None, help="cpu, cuda, mps (default: auto).")
+def query_cmd(query: str | None, index_dir: str, k: int, mode: str | None, passages: bool,
+              as_json: bool, queries_file: str | None, model: str | None,
+              device: str | None) -> None:
+    """Search the index for QUERY (or for every query in --queries FILE)."""
+    from kosearch.index import Index
+
+    if (query is None) == (queries_file is None):
+        raise click.UsageError("give either a QUERY argument or --queries FILE")
+    items = [(None, query)] if query is not None else list(_read_queries(queries_file or "-"))
+    index = Index.load(index_dir, model=model, device=device)
+    results = index.search_batch([text for _, text in items], k, mode=mode, passages=passages)
+    for (qid, text), hits in zip(items, results):
+        if as_json:
+            record: dict[str, Any] = {"query": text}
+            if qid is not None:
+                record["query_id"] = qid
+            record["hits"] = [hit.to_dict() for hit in hits]
+            click.echo(json.dumps(record, ensure_ascii=False))
+        else:
+            _print_hits(text, hits)
+
+
+@cli.command("info")
+@click.argument("index_dir", required=False, envvar="KOSEARCH_INDEX", default=DEFAULT_INDEX,
+                type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="The full manifest as JSON.")
+def info_cmd(index_dir: str, as_json: bool) -> None:
+    """Describe an index: model, counts, settings, size."""
+    from kosearch.index import Index
+
+    info = Index.load(index_dir).info()
+    if as_json:
+        click.echo(json.dumps(info, ensure_ascii=False, indent=2))
+        return
+    model, counts = info["model"], info["counts"]
+    rows = [
+        ("index", info["path"]),
+        ("model", f"{model['name']} (dim {model['dim']}, {model['max_tokens']} tokens)"),
+        ("prompts", f"query {model['query_prompt']!r}, passage {model['passage_prompt']!r}"),
+        ("metric", info["metric"]),
+        ("vectors", f"faiss {info['faiss']['factory']}"),
+        ("documents", counts["documents"]),
+        ("passages", counts["passages"]),
+        ("chunking", _describe_chunking(info["chunking"])),
+        ("lexical", "Kiwi BM25" if info["lexical"] else "none (dense only)"),
+        ("disk", f"{info.get('disk_bytes', 0) / 1e6:.1f} MB"),
+        ("built", info["created"]),
+        ("updated", info["updated"]),
+        ("kosearch", info["kosearch_version"]),
+    ]
+    for name, value in rows:
+        click.echo(f"{name:<10} {value}")
+
+
+def _describe_chunking(chunking: dict[str, Any]) -> str:
+    if not chunking.get("enabled", True):
+        return "off (whole documents)"
+    return f"{chunking.get('budget')} tokens per passage, overlap {chunking.get('overlap', 0)}"
+
+
+@cli.command("models")
+@click.option("--json", "as_json", is_flag=True, help="The registry as JSON.")
+def models_cmd(as_json: bool) -> None:
+    """List the known Korean models (any other sentence-transformers model works too)."""
+    from dataclasses import asdict
+
+    from kosearch.models import DEFAULT_MODEL, REGISTRY
+
+    if as_json:
+        click.echo(json.dumps([asdict(s) for s in REGISTRY.values()], ensure_ascii=False, indent=2))
+        return
+    click.echo(f"{'model':<58} {'kind':<9} {'dim':>5} {'tokens':>6}  prompts")
+    for spec in REGISTRY.values():
+        mark = " (default)" if spec.name == DEFAULT_MODEL else ""
+        prompts = f"{spec.query_prompt!r}/{spec.passage_prompt!r}" if spec.query_prompt else "-"
+        click.echo(f"{spec.name + mark:<58} {spec.kind:<9} {spec.dim:>5} {spec.max_tokens:>6}  {prompts}")
+
+
+@cli.command("serve")
+@_index_option()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; use 0.0.0.0 for every interface (set an API key then).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="TCP port.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Worker processes; each loads its own copy of the index and the model.")
+@click.option("--api-key", envvar="KOSEARCH_API_KEY", default=None,
+              help="Require 'Authorization: Bearer KEY' on all but /health (env "
+                   "KOSEARCH_API_KEY, which is safer: arguments show in process lists).")
+@click.option("-m", "--model", default=None,
+              help="Query model (default: the index's own; must match it).")
+@click.option("--device", default=None, help="cpu, cuda, mps (default: auto).")
+@click.option("--no-batching", is_flag=True,
+              help="Search each request on its own instead of batching concurrent ones.")
+@click.option("--log-queries", is_flag=True,
+              help="Put query text in the access log (off by default: it may be personal data).")
+@click.pass_obj
+def serve_cmd(obj: dict[str, Any], index_dir: str, host: str, port: int, workers: int,
+              api_key: str | None, model: str | None, device: str | None, no_batching: bool,
+              log_queries: bool) -> None:
+    """Serve the index over HTTP: POST /search and /search/batch, GET /health, /info and
+    /docs. Read-only: the index cannot be changed through the server. Stop with Ctrl-C."""
+    from kosearch.server import log_to_stderr, serve
+
+    log_to_stderr(logging.WARNING if obj["quiet"] else logging.INFO)
+    serve(index_dir, host=host, port=port, workers=workers, api_key=api_key or None,
+          model=model, device=device, batching=not no_batching, log_queries=log_queries)
+
+
+def main() -> None:
+    """Entry point of the ``kosearch`` console script."""
+    # The process is ours: keep stderr to our own progress bars (transformers draws one per
+    # model load). Set before anything imports huggingface_hub, which reads it once.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    cli(prog_name="kosearch")

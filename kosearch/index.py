@@ -1,0 +1,368 @@
+"""``Index``: the facade a RAG pipeline uses — build, load, search, save.
+
+Example:
+    >>> from kosearch import Index
+    >>> index = Index.build("corpus.jsonl", path="my-index")          # doctest: +SKIP
+    >>> index = Index.load("my-index")                                 # doctest: +SKIP
+    >>> hits = index.search("전세 계약 갱신 요구권은 언제 쓸 수 있나요?", k=5)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from kosearch import retrieval
+from kosearch.atomic import atomic_directory
+from kosearch.errors import ConfigError, IndexFormatError, ModelMismatchError
+from kosearch.indexer import LEXICAL_DIR, IndexSettings, build_into
+from kosearch.manifest import MANIFEST_FILE, Manifest, read_manifest
+from kosearch.retrieval import Candidate, Mode
+from kosearch.store import PassageTable, VectorStore
+from kosearch.types import Document, Hit
+
+if TYPE_CHECKING:
+    from kosearch.encoder import Encoder
+    from kosearch.lexical import LexicalIndex
+
+log = logging.getLogger(__name__)
+
+HYBRID_DEPTH = 100  # candidates per retriever before fusion
+
+
+class Index:
+    """A searchable index: vectors, passages, optional BM25, and the model that made them.
+
+    Build one with :meth:`build` or open one with :meth:`load`; do not call the constructor.
+    """
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        store: VectorStore,
+        passages: PassageTable,
+        lexical: LexicalIndex | None,
+        *,
+        encoder: Encoder | None = None,
+        path: Path | None = None,
+        device: str | None = None,
+    ) -> None:
+        self.manifest = manifest
+        self.store = store
+        self.passages = passages
+        self.lexical = lexical
+        self.path = path
+        self._encoder = encoder
+        self._device = device
+        self._doc_ids = passages.doc_ids()
+
+    # ------------------------------------------------------------------ building and loading
+    @classmethod
+    def build(
+        cls,
+        corpus: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Iterable[Document],
+        path: str | os.PathLike[str] | None = None,
+        *,
+        encoder: Encoder | None = None,
+        progress: bool = False,
+        stdin: TextIO | None = None,
+        **options: Any,
+    ) -> Index:
+        """Encode a corpus into a new index, saved atomically at ``path`` when given.
+
+        Args:
+            corpus: a file (JSONL, JSONL.gz, CSV, TSV, Parquet), a folder of .txt/.md files,
+                ``"-"`` for JSONL on stdin, a list of those, or an iterable of :class:`Document`.
+            path: where to save the index; an existing index there is replaced only once the
+                new one is complete. ``None`` keeps the index in memory.
+            encoder: an already loaded encoder (default: load ``options["model"]``).
+            progress: show progress bars on stderr.
+            stdin: the stream read for ``"-"`` (default ``sys.stdin``).
+            **options: fields of :class:`~kosearch.indexer.IndexSettings` (model, metric,
+                batch_size, fields, strict, chunking, lexical, device, query_prompt,
+                passage_prompt).
+
+        Returns:
+            The new index, ready to search.
+
+        Raises:
+            CorpusError: the corpus cannot be read or holds no documents.
+            ModelLoadError: the model cannot be loaded.
+            ConfigError: an invalid setting.
+        """
+        settings = IndexSettings(**options)
+        settings.validated_metric()
+        if encoder is None:
+            encoder = _load_encoder(settings.model, settings)
+        if path is None:
+            with tempfile.TemporaryDirectory(prefix="kosearch-") as tmp:
+                build_into(Path(tmp), corpus, encoder, settings, progress=progress, stdin=stdin)
+                index = cls.load(tmp, encoder=encoder, mmap=False)
+            index.path = None
+            return index
+        target = Path(path)
+        with atomic_directory(target, marker=MANIFEST_FILE) as tmp:
+            build_into(tmp, corpus, encoder, settings, progress=progress, stdin=stdin)
+        return cls.load(target, encoder=encoder)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        encoder: Encoder | None = None,
+        model: str | None = None,
+        device: str | None = None,
+        mmap: bool = True,
+    ) -> Index:
+        """Open an index directory and check that its parts agree.
+
+        The query encoder is the index's own model, loaded on first use, unless ``encoder``
+        (an object) or ``model`` (an id or path) is given; either must match the index's model.
+
+        Raises:
+            IndexNotFoundError: no index at ``path``.
+            IndexFormatError: a missing or corrupt part, counts that disagree, a newer format.
+            ModelMismatchError: ``encoder``/``model`` differs from the index's model.
+        """
+        directory = Path(path)
+        manifest = read_manifest(directory)
+        store = VectorStore.read(
+            directory, manifest.metric, mmap=mmap, factory=manifest.faiss.get("factory"),
+            expected_bytes=manifest.faiss.get("bytes"),
+        )
+        passages = PassageTable.read(directory)
+        lexical = None
+        if manifest.lexical is not None:
+            from kosearch.lexical import LexicalIndex
+
+            lexical = LexicalIndex.load(directory / LEXICAL_DIR)
+        _check_counts(directory, manifest, store, passages, lexical)
+        if encoder is None and model is not None:
+            encoder = _load_encoder(model, None, device=device)
+        if encoder is not None:
+            check_encoder(manifest, encoder)
+        return cls(manifest, store, passages, lexical, encoder=encoder, path=directory, device=device)
+
+    def save(self, path: str | os.PathLike[str] | None = None) -> Path:
+        """Write the index to ``path`` (default: where it was loaded from), atomically."""
+        from kosearch.manifest import write_manifest
+
+        target = Path(path) if path is not None else self.path
+        if target is None:
+            raise ConfigError("this index was built in memory; give save() a path")
+        with atomic_directory(target, marker=MANIFEST_FILE) as tmp:
+            self.store.write(tmp)
+            self.passages.write(tmp)
+            if self.lexical is not None:
+                self.lexical.save(tmp / LEXICAL_DIR)
+            write_manifest(tmp, self.manifest)
+        self.path = target
+        return target
+
+    # ------------------------------------------------------------------ the encoder
+    @property
+    def encoder(self) -> Encoder:
+        """The query encoder, loaded from the manifest's model on first use."""
+        if self._encoder is None:
+            info = self.manifest.model
+            encoder = _load_encoder(
+                info.name, None, device=self._device,
+                query_prompt=info.query_prompt, passage_prompt=info.passage_prompt,
+            )
+            check_encoder(self.manifest, encoder)
+            self._encoder = encoder
+        return self._encoder
+
+    # ------------------------------------------------------------------ searching
+    @property
+    def default_mode(self) -> Mode:
+        """Hybrid when the index has a BM25 part, else dense."""
+        return Mode.HYBRID if self.lexical is not None else Mode.DENSE
+
+    def search(
+        self, query: str, k: int = 10, *, mode: Mode | str | None = None, passages: bool = False
+    ) -> list[Hit]:
+        """The ``k`` best hits for one query.
+
+        Args:
+            query: the question, in any language the model reads.
+            k: how many hits (documents, or passages with ``passages=True``).
+            mode: ``hybrid`` (default when the index has BM25), ``dense`` or ``lexical``.
+            passages: return raw passage hits instead of one (best) passage per document.
+
+        Returns:
+            Hits best first; ``score`` is higher-is-better.
+
+        Example:
+            >>> index.search("한글은 누가 만들었나요?", k=3)  # doctest: +SKIP
+        """
+        return self.search_batch([query], k, mode=mode, passages=passages)[0]
+
+    def search_batch(
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        *,
+        mode: Mode | str | None = None,
+        passages: bool = False,
+    ) -> list[list[Hit]]:
+        """Like :meth:`search` for many queries at once (encoded in one batch)."""
+        if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+            raise ConfigError(f"k must be a positive integer, got {k!r}")
+        queries = list(queries)
+        for n, query in enumerate(queries, 1):
+            if not isinstance(query, str) or not query.strip():
+                raise ConfigError(f"query {n} is empty; give some text to search for")
+        chosen = self._resolve_mode(mode)
+        if not queries or self.store.ntotal == 0:
+            return [[] for _ in queries]
+        vectors = self.encoder.encode_queries(queries) if chosen != Mode.LEXICAL else None
+        ranked = self._rank(queries, vectors, chosen, k, passages)
+        return [self._hits(cands) for cands in ranked]
+
+    def _resolve_mode(self, mode: Mode | str | None) -> Mode:
+        chosen = self.default_mode if mode is None else retrieval.parse_mode(mode)
+        if chosen != Mode.DENSE and self.lexical is None:
+            if chosen == Mode.LEXICAL:
+                raise ConfigError(
+                    "this index has no lexical (BM25) part; rebuild it without --no-lexical "
+                    "or search with --mode dense"
+                )
+            log.warning("this index has no lexical (BM25) part; searching in dense mode")
+            return Mode.DENSE
+        return chosen
+
+    def _rank(
+        self, queries: list[str], vectors: Any, mode: Mode, k: int, passages: bool
+    ) -> list[list[Candidate]]:
+        total = self.store.ntotal
+        depth = min(total, k if passages else max(4 * k, 20))
+        if mode == Mode.HYBRID:
+            depth = min(total, max(depth, HYBRID_DEPTH))
+        while True:
+            lists = self._candidates(queries, vectors, mode, depth)
+            if passages:
+                return [c[:k] for c in lists]
+            grouped = [retrieval.best_per_document(c, self._doc_ids.__getitem__, k) for c in lists]
+            short = any(len(g) < k for g in grouped)
+            if not short or depth >= total:
+                return grouped
+            depth = min(total, depth * 4)
+
+    def _candidates(
+        self, queries: list[str], vectors: Any, mode: Mode, depth: int
+    ) -> list[list[Candidate]]:
+        dense = lexical = None
+        if mode != Mode.LEXICAL:
+            dense = retrieval.dense_candidates(self.store, vectors, depth)
+        if mode != Mode.DENSE:
+            assert self.lexical is not None  # guaranteed by _resolve_mode
+            lexical = retrieval.lexical_candidates(self.lexical, queries, depth)
+        if dense is None:
+            return lexical or []
+        if lexical is None:
+            return dense
+        return [retrieval.fuse(d, lex) for d, lex in zip(dense, lexical)]
+
+    def _hits(self, candidates: list[Candidate]) -> list[Hit]:
+        records = self.passages.rows([c.row for c in candidates])
+        return [
+            Hit(
+                id=rec["doc_id"], chunk=rec["chunk"], score=cand.score, rank=rank,
+                text=rec["text"], title=rec["title"], meta=rec["meta"],
+                start=rec["start"], end=rec["end"], scores=cand.detail,
+            )
+            for rank, (cand, rec) in enumerate(zip(candidates, records), 1)
+        ]
+
+    # ------------------------------------------------------------------ reporting
+    def info(self) -> dict[str, Any]:
+        """The manifest plus live counts and on-disk size, as a JSON-ready dict."""
+        from dataclasses import asdict
+
+        data = asdict(self.manifest)
+        data["path"] = str(self.path) if self.path else None
+        if self.path is not None:
+            data["disk_bytes"] = sum(
+                f.stat().st_size for f in self.path.rglob("*") if f.is_file()
+            )
+        return data
+
+    def __len__(self) -> int:
+        return self.store.ntotal
+
+    def __repr__(self) -> str:
+        m = self.manifest
+        return (
+            f"Index(path={str(self.path) if self.path else None!r}, model={m.model.name!r}, "
+            f"documents={m.counts.get('documents')}, passages={self.store.ntotal}, "
+            f"lexical={self.lexical is not None})"
+        )
+
+
+def _load_encoder(
+    model: str | None,
+    settings: IndexSettings | None,
+    *,
+    device: str | None = None,
+    query_prompt: str | None = None,
+    passage_prompt: str | None = None,
+) -> Encoder:
+    from kosearch.encoder import SentenceTransformerEncoder
+    from kosearch.models import DEFAULT_MODEL
+
+    if settings is not None:
+        device = settings.device
+        query_prompt = settings.query_prompt
+        passage_prompt = settings.passage_prompt
+    return SentenceTransformerEncoder(
+        model or DEFAULT_MODEL,
+        device=device,
+        batch_size=settings.batch_size if settings is not None else 32,
+        query_prompt=query_prompt,
+        passage_prompt=passage_prompt,
+    )
+
+
+def check_encoder(manifest: Manifest, encoder: Encoder) -> None:
+    """Refuse a query encoder whose model or dimension differs from the index's."""
+    info = manifest.model
+    if encoder.dim != info.dim:
+        raise ModelMismatchError(
+            f"the index was built with {info.name} (dim {info.dim}) but the query model "
+            f"{encoder.name} has dim {encoder.dim}; query with the index's model"
+        )
+    if encoder.fingerprint != info.fingerprint:
+        raise ModelMismatchError(
+            f"the index was built with {info.name} but the query model is {encoder.name} "
+            "(different weights); query with the index's model or rebuild the index"
+        )
+
+
+def _check_counts(
+    directory: Path,
+    manifest: Manifest,
+    store: VectorStore,
+    passages: PassageTable,
+    lexical: LexicalIndex | None,
+) -> None:
+    expected = manifest.counts.get("passages")
+    found = {"vectors": store.ntotal, "passages": len(passages)}
+    if lexical is not None:
+        found["lexical"] = len(lexical)
+    if any(n != expected for n in found.values()):
+        parts = ", ".join(f"{name} {n}" for name, n in found.items())
+        raise IndexFormatError(
+            f"the index at {directory} is inconsistent: the manifest lists {expected} passages "
+            f"but found {parts}; rebuild it"
+        )
+    if store.dim != manifest.model.dim:
+        raise IndexFormatError(
+            f"the index at {directory} is inconsistent: vectors have dim {store.dim}, "
+            f"the manifest says {manifest.model.dim}; rebuild it"
+        )

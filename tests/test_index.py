@@ -1,0 +1,261 @@
+"""Index facade: build, search, save/load, checks — with the HashEncoder fake (no torch)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kosearch import ConfigError, CorpusError, Document, IndexFormatError, IndexNotFoundError
+from kosearch import ModelMismatchError
+from kosearch.chunk import ChunkSettings
+from kosearch.index import Index
+from fakes import HashEncoder
+
+DOCS = [
+    Document("seoul", "서울은 대한민국의 수도이다. 서울에는 한강이 흐른다.", "서울", {"category": "지리"}),
+    Document("busan", "부산은 대한민국 제2의 도시이며 해운대 해수욕장으로 유명하다.", "부산", {"n": 2}),
+    Document("kimchi", "김치는 배추와 고춧가루로 담그는 한국의 전통 발효 음식이다.", "김치"),
+    Document("hangul", "한글은 세종대왕이 1443년에 창제한 문자로 훈민정음이라고도 부른다.", "한글"),
+    Document("gpu", "GPU는 그래픽 처리 장치로 딥러닝 학습을 빠르게 해 준다.", "GPU"),
+    Document("jeju", "제주도는 화산섬으로 한라산과 올레길이 유명한 관광지이다.", ""),
+]
+
+
+@pytest.fixture()
+def encoder() -> HashEncoder:
+    return HashEncoder()
+
+
+@pytest.fixture()
+def built(tmp_path: Path, encoder: HashEncoder) -> Index:
+    return Index.build(DOCS, tmp_path / "idx", encoder=encoder)
+
+
+def test_build_in_memory_and_search_finds_the_right_document(encoder: HashEncoder) -> None:
+    index = Index.build(DOCS, encoder=encoder)
+    assert index.path is None
+    assert len(index) == len(DOCS)
+    for mode in ("dense", "lexical", "hybrid"):
+        hits = index.search("한글은 누가 창제했나요?", k=3, mode=mode)
+        assert hits[0].id == "hangul", mode
+        assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
+        assert all(a.score >= b.score for a, b in zip(hits, hits[1:]))
+
+
+def test_hit_carries_text_title_meta_and_offsets(built: Index) -> None:
+    hit = built.search("서울 한강", k=1, mode="dense")[0]
+    assert hit.id == "seoul"
+    assert hit.title == "서울"
+    assert hit.meta == {"category": "지리"}
+    doc = next(d for d in DOCS if d.id == "seoul")
+    assert doc.text[hit.start : hit.end] == hit.text
+
+
+def test_hybrid_hits_report_both_retrievers(built: Index) -> None:
+    hit = built.search("김치 배추", k=1)[0]
+    assert hit.id == "kimchi"
+    assert {"dense_rank", "dense_score", "lexical_rank", "lexical_score"} <= set(hit.scores)
+    assert hit.to_dict()["scores"]["lexical_rank"] == 1
+
+
+def test_default_mode_is_hybrid_with_lexical_and_dense_without(tmp_path: Path) -> None:
+    with_lex = Index.build(DOCS, encoder=HashEncoder())
+    without = Index.build(DOCS, encoder=HashEncoder(), lexical=False)
+    assert with_lex.default_mode.value == "hybrid"
+    assert without.default_mode.value == "dense"
+    assert without.lexical is None
+
+
+def test_hybrid_on_dense_only_index_falls_back_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    index = Index.build(DOCS, encoder=HashEncoder(), lexical=False)
+    with caplog.at_level(logging.WARNING, logger="kosearch"):
+        hits = index.search("부산 해운대", k=2, mode="hybrid")
+    assert hits[0].id == "busan"
+    assert "no lexical" in caplog.text
+    with pytest.raises(ConfigError, match="no lexical"):
+        index.search("부산", mode="lexical")
+
+
+def test_k_larger_than_the_collection_returns_everything_once(built: Index) -> None:
+    hits = built.search("대한민국", k=50, mode="dense")
+    assert sorted(h.id for h in hits) == sorted(d.id for d in DOCS)
+
+
+@pytest.mark.parametrize("k", [0, -1])
+def test_non_positive_k_is_an_error(built: Index, k: int) -> None:
+    with pytest.raises(ConfigError, match="k must be a positive integer"):
+        built.search("서울", k=k)
+
+
+@pytest.mark.parametrize("query", ["", "   "])
+def test_empty_query_is_an_error(built: Index, query: str) -> None:
+    with pytest.raises(ConfigError, match="empty"):
+        built.search(query)
+
+
+def test_unknown_mode_lists_the_valid_ones(built: Index) -> None:
+    with pytest.raises(ConfigError, match="hybrid, dense, lexical"):
+        built.search("서울", mode="fuzzy")
+
+
+def test_search_batch_equals_single_searches(built: Index) -> None:
+    queries = ["서울 한강", "김치 배추", "GPU 딥러닝"]
+    batch = built.search_batch(queries, k=3)
+    assert batch == [built.search(q, k=3) for q in queries]
+
+
+def test_save_load_round_trip(built: Index, tmp_path: Path, encoder: HashEncoder) -> None:
+    loaded = Index.load(tmp_path / "idx", encoder=encoder)
+    for query in ("서울 한강", "제주도 한라산", "훈민정음"):
+        assert loaded.search(query, k=4) == built.search(query, k=4)
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["format_version"] == 1
+    assert manifest["model"]["name"] == encoder.name
+    assert manifest["model"]["dim"] == encoder.dim
+    assert manifest["counts"]["documents"] == len(DOCS)
+    assert manifest["metric"] == "cosine"
+    assert manifest["lexical"] is not None
+
+
+def test_passages_by_default_group_per_document(tmp_path: Path) -> None:
+    long_text = " ".join(f"문장 {i}번은 서울 이야기이다." for i in range(40))
+    docs = [Document("long", long_text, "서울 이야기"), *DOCS]
+    index = Index.build(docs, encoder=HashEncoder(max_tokens=32), chunking=ChunkSettings())
+    assert index.manifest.counts["passages"] > len(docs)
+    grouped = index.search("서울 이야기", k=3, mode="dense")
+    assert len({h.id for h in grouped}) == len(grouped) == 3
+    raw = index.search("서울 이야기", k=3, mode="dense", passages=True)
+    assert [h.id for h in raw] == ["long"] * 3
+    assert len({h.chunk for h in raw}) == 3
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_other_metrics_score_higher_is_better(metric: str) -> None:
+    index = Index.build(DOCS, encoder=HashEncoder(), metric=metric, lexical=False)
+    # the encoded passage is "title\ntext"; querying with exactly that gives distance 0
+    hits = index.search("김치\n김치는 배추와 고춧가루로 담그는 한국의 전통 발효 음식이다.", k=3)
+    assert hits[0].id == "kimchi"
+    assert hits[0].score > hits[1].score
+    if metric == "l2":
+        assert hits[0].score == pytest.approx(0.0, abs=1e-5)
+
+
+def test_unknown_metric_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="cosine, ip, l2"):
+        Index.build(DOCS, encoder=HashEncoder(), metric="manhattan")
+
+
+def test_query_model_of_another_dimension_is_refused(built: Index, tmp_path: Path) -> None:
+    with pytest.raises(ModelMismatchError, match="dim 256.*dim 32"):
+        Index.load(tmp_path / "idx", encoder=HashEncoder(dim=32))
+
+
+def test_query_model_with_other_weights_is_refused(built: Index, tmp_path: Path) -> None:
+    with pytest.raises(ModelMismatchError, match="other-model"):
+        Index.load(tmp_path / "idx", encoder=HashEncoder(name="other-model"))
+
+
+def test_missing_index_is_not_found(tmp_path: Path) -> None:
+    with pytest.raises(IndexNotFoundError, match="no kosearch index"):
+        Index.load(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("victim", ["vectors.faiss", "passages.parquet"])
+def test_missing_part_is_a_format_error(built: Index, tmp_path: Path, victim: str) -> None:
+    (tmp_path / "idx" / victim).unlink()
+    with pytest.raises(IndexFormatError, match=victim):
+        Index.load(tmp_path / "idx")
+
+
+def test_count_mismatch_is_a_format_error(built: Index, tmp_path: Path) -> None:
+    path = tmp_path / "idx" / "manifest.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["counts"]["passages"] += 1
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(IndexFormatError, match="inconsistent"):
+        Index.load(tmp_path / "idx")
+
+
+def test_newer_format_is_refused(built: Index, tmp_path: Path) -> None:
+    path = tmp_path / "idx" / "manifest.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["format_version"] = 99
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(IndexFormatError, match="newer"):
+        Index.load(tmp_path / "idx")
+
+
+def test_failed_rebuild_leaves_the_old_index_untouched(built: Index, tmp_path: Path) -> None:
+    before = {p.name: p.read_bytes() for p in (tmp_path / "idx").iterdir() if p.is_file()}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "text": "좋은 문서"}\n{"id": "b", "text": \n', encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"bad.jsonl:2"):
+        Index.build(bad, tmp_path / "idx", encoder=HashEncoder())
+    after = {p.name: p.read_bytes() for p in (tmp_path / "idx").iterdir() if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "idx"]
+
+
+def test_refuses_to_replace_a_directory_that_is_not_an_index(tmp_path: Path) -> None:
+    precious = tmp_path / "photos"
+    precious.mkdir()
+    (precious / "cat.jpg").write_bytes(b"meow")
+    with pytest.raises(ConfigError, match="does not look like a kosearch directory"):
+        Index.build(DOCS, precious, encoder=HashEncoder())
+    assert (precious / "cat.jpg").read_bytes() == b"meow"
+
+
+def test_empty_corpus_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(CorpusError, match="no documents"):
+        Index.build([], encoder=HashEncoder())
+    with pytest.raises(CorpusError, match="1 had an empty text"):
+        Index.build([Document("a", "   ")], encoder=HashEncoder())
+
+
+def test_empty_texts_are_skipped_or_fatal_with_strict() -> None:
+    docs = [*DOCS, Document("blank", " \n ")]
+    index = Index.build(docs, encoder=HashEncoder())
+    assert index.manifest.counts["skipped_empty"] == 1
+    assert index.manifest.counts["documents"] == len(DOCS)
+    with pytest.raises(CorpusError, match="blank"):
+        Index.build(docs, encoder=HashEncoder(), strict=True)
+
+
+def test_duplicate_document_ids_are_an_error() -> None:
+    with pytest.raises(CorpusError, match="duplicate document id 'seoul'"):
+        Index.build([*DOCS, Document("seoul", "또 다른 서울")], encoder=HashEncoder())
+
+
+def test_build_from_a_file_streams_through_the_encoder_in_windows(tmp_path: Path) -> None:
+    corpus = tmp_path / "c.jsonl"
+    with corpus.open("w", encoding="utf-8") as f:
+        for d in DOCS:
+            f.write(json.dumps({"id": d.id, "text": d.text, "title": d.title}, ensure_ascii=False) + "\n")
+    encoder = HashEncoder()
+    index = Index.build(corpus, tmp_path / "idx", encoder=encoder)
+    assert index.manifest.corpus["sources"] == [str(corpus)]
+    assert len(encoder.encoded) == len(DOCS)
+    # the title is part of what gets encoded
+    assert any(text.startswith("서울\n") for text in encoder.encoded)
+
+
+def test_vectors_match_the_encoder_output(built: Index, encoder: HashEncoder) -> None:
+    stored = built.store.reconstruct(list(range(len(built))))
+    texts = [f"{d.title}\n{d.text}" if d.title else d.text for d in DOCS]
+    expected = encoder.encode_passages(texts)
+    np.testing.assert_allclose(stored, expected, atol=1e-6)
+
+
+def test_importing_kosearch_stays_light() -> None:
+    code = (
+        "import sys, kosearch; heavy = [m for m in ('torch', 'sentence_transformers', 'faiss', "
+        "'kiwipiepy', 'pyarrow') if m in sys.modules]; print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
