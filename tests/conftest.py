@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tinymodels import build_tiny_bert, build_tiny_xlmr
+from tinymodels import build_tiny_bert, build_tiny_cross_encoder, build_tiny_xlmr
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -40,3 +40,9 @@ def real_model_dir() -> Path:
     if not value or not Path(value).is_dir():
         pytest.skip("set KOSEARCH_TEST_MODEL to a model directory to run real-model tests")
     return Path(value)
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A reranker-like cross-encoder directory (WordPiece BERT, one relevance logit)."""
+    return build_tiny_cross_encoder(tmp_path_factory.mktemp("tiny-cross-encoder") / "model")

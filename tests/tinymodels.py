@@ -11,6 +11,10 @@ Both tokenizers are trained with ``tokenizers`` on a few hundred generated Korea
 weights are random but seeded, so a model is a pure function of its seed. Each builder saves the
 model with ``SentenceTransformer.save`` and returns the directory. Heavy imports stay inside the
 functions so that importing this module costs nothing.
+
+``build_tiny_cross_encoder`` adds a reranker: the same WordPiece BERT with a
+sequence-classification head, saved with ``save_pretrained`` as a plain transformers checkpoint
+(like most hub rerankers), which ``CrossEncoder`` loads directly.
 """
 
 from __future__ import annotations
@@ -181,3 +185,59 @@ def build_tiny_xlmr(path: str | Path, *, seed: int = 0) -> Path:
     model = XLMRobertaModel(config).eval()
     prompts = {"query": "query: ", "passage": "passage: "}
     return _save(Path(path), model, hf_tokenizer, max_seq_length=64, prompts=prompts)
+
+
+def build_tiny_cross_encoder(path: str | Path, *, seed: int = 0, num_labels: int = 1) -> Path:
+    """Build a reranker-like cross-encoder (WordPiece BERT with a classification head).
+
+    It is saved the way most hub rerankers are (a plain transformers checkpoint whose config
+    lists ``BertForSequenceClassification``), so ``CrossEncoder(path)`` loads it offline.
+
+    Args:
+        path: Directory to save the model into (created if missing).
+        seed: Seed of the random weights; the vocabulary does not depend on it.
+        num_labels: Outputs of the head: 1 for a relevance score, 2 for a two-class model.
+
+    Returns:
+        The model directory.
+    """
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    tok = _renumbered_wordpiece(_wordpiece_tokenizer(korean_sentences()))
+    hf_tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+        sep_token="[SEP]", mask_token="[MASK]", model_max_length=128,
+    )
+    # A wider initialisation than BERT's 0.02 spreads the random scores apart, so that
+    # orderings in tests do not hinge on differences in the last float bits.
+    config = BertConfig(
+        vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
+        pad_token_id=tok.token_to_id("[PAD]"), num_labels=num_labels, initializer_range=0.2,
+    )
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(config).eval()
+    out = Path(path)
+    model.save_pretrained(out)
+    hf_tokenizer.save_pretrained(out)
+    return out
+
+
+def _renumbered_wordpiece(tok: Tokenizer) -> Tokenizer:
+    """The same WordPiece tokenizer, with its learned tokens numbered in sorted order.
+
+    The trainer numbers learned tokens in hash-map order, which changes from run to run (the
+    special tokens alone keep ids 0-4), so without this the same seed would pair the same
+    weights with different token ids.
+    """
+    from tokenizers import models
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = tok.get_vocab()
+    if [vocab[s] for s in specials] != list(range(len(specials))):
+        raise ValueError("the special tokens are expected to hold ids 0-4")
+    learned = sorted(t for t in vocab if t not in specials)
+    numbered = {t: i for i, t in enumerate(specials + learned)}
+    tok.model = models.WordPiece(numbered, unk_token="[UNK]", continuing_subword_prefix="##")
+    return tok

@@ -1,0 +1,239 @@
+"""Re-scoring retrieved candidates with a cross-encoder.
+
+A cross-encoder reads the query and one passage together, so it ranks a short candidate list
+(the top few dozen hits of the dense or hybrid search) better than the bi-encoder that found
+them, at the price of one forward pass per pair. ``sentence_transformers`` (and torch) are
+imported only when a :class:`CrossEncoderReranker` is created, so ``import kosearch`` stays
+cheap. Loading follows the encoder's rules: a local directory, then the local cache, and the
+model hub only when it answers, so an offline machine fails in seconds with one clear sentence.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from kosearch.encoder import (
+    _apply_max_tokens,
+    _as_list,
+    _attempt,
+    _first_line,
+    _hub_reachable,
+    _is_offline,
+    _looks_like_path,
+    select_device,
+)
+from kosearch.errors import ConfigError, ModelLoadError
+
+if TYPE_CHECKING:
+    from sentence_transformers import CrossEncoder
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_FIX = "pass the path of a local cross-encoder model directory instead"
+
+
+class Reranker(Protocol):
+    """What :func:`rerank` needs: a relevance score for each (query, text) pair.
+
+    Attributes:
+        name: The model id or path the reranker was created with.
+    """
+
+    name: str
+
+    def score(self, query: str, texts: Sequence[str]) -> NDArray[np.float32]:
+        """Score each text against the query; higher is more relevant, one score per text."""
+        ...
+
+
+class CrossEncoderReranker:
+    """A :class:`Reranker` backed by a sentence-transformers ``CrossEncoder``.
+
+    Scores are the model's raw logits (no sigmoid), which keeps their order and avoids the
+    saturation of a squashed score; a model with several outputs is scored by its last one
+    (the "relevant" class of a two-class classifier).
+
+    Args:
+        model: A model id (in the Hugging Face hub cache) or a local model directory.
+        device: The torch device; ``None`` picks one with
+            :func:`kosearch.encoder.select_device`.
+        batch_size: Pairs per forward pass.
+        max_tokens: Lowers (or raises, up to what the model supports) the truncation length
+            of a query and passage pair.
+
+    Raises:
+        ModelLoadError: The model cannot be found or loaded, or it is an embedding model
+            rather than a cross-encoder.
+        ConfigError: ``batch_size``, ``max_tokens`` or ``device`` is invalid.
+
+    Example:
+        >>> reranker = CrossEncoderReranker("/models/ko-reranker", device="cpu")
+        >>> reranker.score("전세 계약 갱신", ["갱신 요구권은 만료 전에 쓴다.", "맑다."]).shape
+        (2,)
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str | None = None,
+        batch_size: int = 32,
+        max_tokens: int | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+        if max_tokens is not None and max_tokens < 1:
+            raise ConfigError(f"max tokens must be at least 1, got {max_tokens}")
+        import torch
+
+        self.name = model
+        self.batch_size = batch_size
+        self.device = select_device(device)
+        logger.info("loading reranker %s on %s", model, self.device)
+        self._model = _load_cross_encoder(model, self.device)
+        _check_is_cross_encoder(self._model, model)
+        # The helper only touches what every sentence-transformers model has (max_seq_length,
+        # transformers_model), though it is annotated for SentenceTransformer.
+        self.max_tokens = _apply_max_tokens(self._model, max_tokens)  # type: ignore[arg-type]
+        self._identity = torch.nn.Identity()
+
+    def __repr__(self) -> str:
+        return (
+            f"CrossEncoderReranker(name={self.name!r}, max_tokens={self.max_tokens}, "
+            f"device={self.device!r})"
+        )
+
+    @property
+    def model(self) -> CrossEncoder:
+        """The underlying ``CrossEncoder`` (for advanced use)."""
+        return self._model
+
+    def score(self, query: str, texts: Sequence[str]) -> NDArray[np.float32]:
+        """Score each text against the query with the cross-encoder.
+
+        Args:
+            query: The question.
+            texts: The candidate passages.
+
+        Returns:
+            A ``(len(texts),)`` float32 array of raw logits; higher is more relevant.
+
+        Example:
+            >>> reranker.score("서울 날씨", ["오늘 서울은 맑다.", "민수는 책을 샀다."])
+            array([ 2.31, -4.07], dtype=float32)
+        """
+        items = _as_list(texts)
+        if not items:
+            return np.empty(0, dtype=np.float32)
+        raw = self._model.predict(
+            [(query, text) for text in items],
+            batch_size=self.batch_size,
+            show_progress_bar=False,
+            activation_fn=self._identity,
+            convert_to_numpy=True,
+        )
+        scores = np.asarray(raw, dtype=np.float32)
+        if scores.ndim == 2:
+            scores = scores[:, -1]
+        return np.ascontiguousarray(scores.reshape(len(items)))
+
+
+def rerank(
+    reranker: Reranker, query: str, candidates: Sequence[T], text_of: Callable[[T], str]
+) -> list[tuple[T, float]]:
+    """Re-score candidates with a reranker and sort them, best first.
+
+    Args:
+        reranker: Scores (query, text) pairs.
+        query: The question.
+        candidates: Anything with a text, e.g. :class:`kosearch.types.Hit` objects.
+        text_of: Gives the text to score for one candidate.
+
+    Returns:
+        ``(candidate, score)`` pairs sorted by score, highest first; candidates with equal
+        scores keep their input order, and a NaN score sorts last.
+
+    Raises:
+        ValueError: The reranker returned a number of scores other than one per candidate.
+
+    Example:
+        >>> ranked = rerank(reranker, "서울 날씨", hits, lambda hit: hit.text)
+        >>> [(hit.id, round(score, 2)) for hit, score in ranked]
+        [('d2', 3.1), ('d7', -0.4)]
+    """
+    items = list(candidates)
+    if not items:
+        return []
+    scores = np.asarray(reranker.score(query, [text_of(item) for item in items]))
+    if scores.shape != (len(items),):
+        raise ValueError(
+            f"reranker {reranker.name!r} returned scores of shape {scores.shape} "
+            f"for {len(items)} candidates"
+        )
+    # Negating keeps NaN as NaN, which a numpy sort places last; "stable" keeps ties in order.
+    order = np.argsort(-scores.astype(np.float64), kind="stable")
+    return [(items[i], float(scores[i])) for i in order]
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _load_cross_encoder(model: str, device: str) -> CrossEncoder:
+    """Load a local directory, a cached hub model, or (only when the hub answers) download it."""
+    from sentence_transformers import CrossEncoder
+
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not ((path / "config.json").is_file() or (path / "modules.json").is_file()):
+            raise ModelLoadError(
+                f"cannot load reranker model '{model}': the directory has no config.json or "
+                f"modules.json, so it is not a model directory; {_FIX}"
+            )
+        where = "from its directory"
+        loaded: CrossEncoder = _attempt(CrossEncoder, str(path), model, device, where)
+        return loaded
+    if path.exists() or _looks_like_path(model):
+        what = "it is a file, not a model directory" if path.exists() else "no such directory"
+        raise ModelLoadError(f"cannot load reranker model '{model}': {what}")
+    try:
+        return CrossEncoder(model, device=device, local_files_only=True)
+    except Exception as cached_error:  # noqa: BLE001 - not in the cache (or a broken entry)
+        miss: Exception = cached_error
+    offline = _is_offline()
+    if offline or not _hub_reachable():
+        why = "HF_HUB_OFFLINE is set" if offline else "the model hub could not be reached"
+        raise ModelLoadError(
+            f"cannot load reranker model '{model}': it is not a local directory and is not in "
+            f"the local cache, and {why}; download it where the hub is reachable, or {_FIX}"
+        ) from miss
+    try:
+        return CrossEncoder(model, device=device)
+    except Exception as e:  # noqa: BLE001 - unknown id, gated repo, hub errors
+        raise ModelLoadError(
+            f"cannot load reranker model '{model}' from the model hub ({_first_line(e)}); "
+            f"check the id, or {_FIX}"
+        ) from e
+
+
+def _check_is_cross_encoder(model: Any, name: str) -> None:
+    """Refuse an embedding model, which ``CrossEncoder`` would load with a random, untrained head.
+
+    A checkpoint saved as a bare encoder lists only base architectures (``BertModel``); a
+    reranker lists a head (``...ForSequenceClassification``, or ``...ForCausalLM`` for the
+    yes/no rerankers).
+    """
+    config = getattr(model.transformers_model, "config", None)
+    saved = list(getattr(config, "architectures", None) or [])
+    if saved and not any("For" in arch for arch in saved):
+        raise ModelLoadError(
+            f"cannot use '{name}' as a reranker: it is an embedding model ({saved[0]}) without "
+            "a scoring head, not a cross-encoder; pass a cross-encoder (reranker) model"
+        )
