@@ -151,6 +151,11 @@ class SentenceSplitter:
         self._kiwi_instance = kiwi
         self.chars_analyzed = 0  # characters Kiwi has been given (a cost figure for benchmarks)
 
+    @property
+    def kiwi(self) -> kiwipiepy.Kiwi:
+        """The Kiwi analyzer (loaded on first use), to share with the BM25 analyzer."""
+        return self._kiwi()
+
     def _kiwi(self) -> kiwipiepy.Kiwi:
         """The Kiwi analyzer, loaded on first use (about a second)."""
         if self._kiwi_instance is None:

@@ -181,9 +181,14 @@ def _print_hits(query: str, hits: list[Any], width: int = 160) -> None:
 @click.option("-m", "--model", default=None,
               help="Query model (default: the index's own; must match it).")
 @click.option("--device", default=None, help="cpu, cuda, mps (default: auto).")
+@click.option("--rerank", "rerank", default=None, metavar="MODEL",
+              help="Re-score the best passages with this cross-encoder (id or local path), "
+                   "e.g. dragonkue/bge-reranker-v2-m3-ko.")
+@click.option("--rerank-top", type=int, default=30, show_default=True,
+              help="How many fused passages the cross-encoder re-scores.")
 def query_cmd(query: str | None, index_dir: str, k: int, mode: str | None, passages: bool,
               as_json: bool, queries_file: str | None, model: str | None,
-              device: str | None) -> None:
+              device: str | None, rerank: str | None, rerank_top: int) -> None:
     """Search the index for QUERY (or for every query in --queries FILE)."""
     from kosearch.index import Index
 
@@ -191,7 +196,8 @@ def query_cmd(query: str | None, index_dir: str, k: int, mode: str | None, passa
         raise click.UsageError("give either a QUERY argument or --queries FILE")
     items = [(None, query)] if query is not None else list(_read_queries(queries_file or "-"))
     index = Index.load(index_dir, model=model, device=device)
-    results = index.search_batch([text for _, text in items], k, mode=mode, passages=passages)
+    results = index.search_batch([text for _, text in items], k, mode=mode, passages=passages,
+                                 rerank=rerank, rerank_top=rerank_top)
     for (qid, text), hits in zip(items, results):
         if as_json:
             record: dict[str, Any] = {"query": text}

@@ -28,10 +28,12 @@ from kosearch.types import Document, Hit
 if TYPE_CHECKING:
     from kosearch.encoder import Encoder
     from kosearch.lexical import LexicalIndex
+    from kosearch.rerank import Reranker
 
 log = logging.getLogger(__name__)
 
 HYBRID_DEPTH = 100  # candidates per retriever before fusion
+RERANK_TOP = 30  # passages re-scored by a cross-encoder
 
 
 class Index:
@@ -58,6 +60,7 @@ class Index:
         self.path = path
         self._encoder = encoder
         self._device = device
+        self._rerankers: dict[str, Reranker] = {}
         self._doc_ids = passages.doc_ids()
 
     # ------------------------------------------------------------------ building and loading
@@ -185,7 +188,14 @@ class Index:
         return Mode.HYBRID if self.lexical is not None else Mode.DENSE
 
     def search(
-        self, query: str, k: int = 10, *, mode: Mode | str | None = None, passages: bool = False
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        mode: Mode | str | None = None,
+        passages: bool = False,
+        rerank: Reranker | str | None = None,
+        rerank_top: int = RERANK_TOP,
     ) -> list[Hit]:
         """The ``k`` best hits for one query.
 
@@ -194,6 +204,9 @@ class Index:
             k: how many hits (documents, or passages with ``passages=True``).
             mode: ``hybrid`` (default when the index has BM25), ``dense`` or ``lexical``.
             passages: return raw passage hits instead of one (best) passage per document.
+            rerank: a cross-encoder (model id, local path, or a ``Reranker``) that re-scores
+                the ``rerank_top`` best passages; the hit score is then its score.
+            rerank_top: how many fused passages the cross-encoder re-scores.
 
         Returns:
             Hits best first; ``score`` is higher-is-better.
@@ -201,7 +214,9 @@ class Index:
         Example:
             >>> index.search("한글은 누가 만들었나요?", k=3)  # doctest: +SKIP
         """
-        return self.search_batch([query], k, mode=mode, passages=passages)[0]
+        return self.search_batch(
+            [query], k, mode=mode, passages=passages, rerank=rerank, rerank_top=rerank_top
+        )[0]
 
     def search_batch(
         self,
@@ -210,10 +225,14 @@ class Index:
         *,
         mode: Mode | str | None = None,
         passages: bool = False,
+        rerank: Reranker | str | None = None,
+        rerank_top: int = RERANK_TOP,
     ) -> list[list[Hit]]:
         """Like :meth:`search` for many queries at once (encoded in one batch)."""
         if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
             raise ConfigError(f"k must be a positive integer, got {k!r}")
+        if isinstance(rerank_top, bool) or not isinstance(rerank_top, int) or rerank_top <= 0:
+            raise ConfigError(f"rerank_top must be a positive integer, got {rerank_top!r}")
         queries = list(queries)
         for n, query in enumerate(queries, 1):
             if not isinstance(query, str) or not query.strip():
@@ -221,9 +240,19 @@ class Index:
         chosen = self._resolve_mode(mode)
         if not queries or self.store.ntotal == 0:
             return [[] for _ in queries]
+        reranker = self._reranker(rerank)
         vectors = self.encoder.encode_queries(queries) if chosen != Mode.LEXICAL else None
-        ranked = self._rank(queries, vectors, chosen, k, passages)
+        ranked = self._rank(queries, vectors, chosen, k, passages, reranker, rerank_top)
         return [self._hits(cands) for cands in ranked]
+
+    def _reranker(self, rerank: Reranker | str | None) -> Reranker | None:
+        if rerank is None or not isinstance(rerank, str):
+            return rerank
+        if rerank not in self._rerankers:
+            from kosearch.rerank import CrossEncoderReranker
+
+            self._rerankers[rerank] = CrossEncoderReranker(rerank, device=self._device)
+        return self._rerankers[rerank]
 
     def _resolve_mode(self, mode: Mode | str | None) -> Mode:
         chosen = self.default_mode if mode is None else retrieval.parse_mode(mode)
@@ -238,21 +267,46 @@ class Index:
         return chosen
 
     def _rank(
-        self, queries: list[str], vectors: Any, mode: Mode, k: int, passages: bool
+        self,
+        queries: list[str],
+        vectors: Any,
+        mode: Mode,
+        k: int,
+        passages: bool,
+        reranker: Reranker | None,
+        rerank_top: int,
     ) -> list[list[Candidate]]:
         total = self.store.ntotal
         depth = min(total, k if passages else max(4 * k, 20))
         if mode == Mode.HYBRID:
             depth = min(total, max(depth, HYBRID_DEPTH))
+        if reranker is not None:
+            depth = min(total, max(depth, rerank_top))
         while True:
             lists = self._candidates(queries, vectors, mode, depth)
+            if reranker is not None:
+                pool = max(rerank_top, k)
+                lists = [self._rerank(reranker, q, c[:pool]) for q, c in zip(queries, lists)]
             if passages:
                 return [c[:k] for c in lists]
             grouped = [retrieval.best_per_document(c, self._doc_ids.__getitem__, k) for c in lists]
             short = any(len(g) < k for g in grouped)
-            if not short or depth >= total:
+            # a reranked pool is final: deeper candidates were never re-scored
+            if not short or depth >= total or reranker is not None:
                 return grouped
             depth = min(total, depth * 4)
+
+    def _rerank(self, reranker: Reranker, query: str, pool: list[Candidate]) -> list[Candidate]:
+        from kosearch.rerank import rerank
+
+        records = self.passages.rows([c.row for c in pool])
+        texts = [f"{r['title']}\n{r['text']}" if r["title"] else r["text"] for r in records]
+        ranked = rerank(reranker, query, list(zip(pool, texts)), lambda item: item[1])
+        return [
+            Candidate(cand.row, score, {**cand.detail, "fused_score": cand.score,
+                                        "rerank_rank": i, "rerank_score": score})
+            for i, ((cand, _), score) in enumerate(ranked, 1)
+        ]
 
     def _candidates(
         self, queries: list[str], vectors: Any, mode: Mode, depth: int

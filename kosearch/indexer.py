@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from kosearch import __version__
-from kosearch.chunk import Chunker, ChunkSettings, TokenCounter
+from kosearch.chunk import Chunker, ChunkSettings, SentenceSplitter, TokenCounter
 from kosearch.corpus import CorpusReader, Fields
 from kosearch.errors import ConfigError, CorpusError
 from kosearch.manifest import Manifest, ModelInfo, now_iso, write_manifest
@@ -177,7 +177,8 @@ def build_into(
     counter = TokenCounter(
         encoder.backend_tokenizer, max_tokens=encoder.max_tokens, prompt=encoder.passage_prompt
     )
-    chunker = Chunker(counter, settings.chunking)
+    splitter = SentenceSplitter()  # one Kiwi for sentence splitting and BM25 (~300 MB each)
+    chunker = Chunker(counter, settings.chunking, splitter=splitter)
     source = _DocumentSource(corpus, settings, stdin)
     n_passages = _spool_passages(source, chunker, directory)
     _report_documents(source, chunker, _sources_label(corpus))
@@ -190,7 +191,7 @@ def build_into(
 
     lexical_config = None
     if settings.lexical:
-        lexical_config = _build_lexical(directory, chunker, n_passages, progress)
+        lexical_config = _build_lexical(directory, chunker, n_passages, progress, splitter.kiwi)
 
     stamp = now_iso()
     manifest = Manifest(
@@ -235,14 +236,18 @@ def _report_documents(source: _DocumentSource, chunker: Chunker, labels: list[st
                  stats.sentences_split)
 
 
-def _build_lexical(directory: Path, chunker: Chunker, n_passages: int, progress: bool) -> dict[str, Any]:
-    from kosearch.lexical import LexicalIndex
+def _build_lexical(
+    directory: Path, chunker: Chunker, n_passages: int, progress: bool, kiwi: Any
+) -> dict[str, Any]:
+    from kosearch.lexical import LexicalIndex, MorphemeAnalyzer
 
     def texts() -> Iterator[str]:
         for window in _encode_texts(directory, chunker):
             yield from window
 
     with _progress(n_passages, "BM25", progress) as bar:
-        lexical = LexicalIndex.build(texts(), on_batch=bar.update)
+        lexical = LexicalIndex.build(
+            texts(), analyzer=MorphemeAnalyzer(kiwi=kiwi), on_batch=bar.update
+        )
     lexical.save(directory / LEXICAL_DIR)
     return lexical.config()

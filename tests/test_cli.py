@@ -259,3 +259,19 @@ def test_python_dash_m(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "kosearch", "--version"], capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip() == "kosearch, version 0.1.0"
+
+
+def test_query_with_a_cross_encoder(runner: CliRunner, index_dir: Path,
+                                    tiny_cross_encoder_dir: Path) -> None:
+    result = runner.invoke(cli, ["query", "서울", "-i", str(index_dir), "--json", "-k", "2",
+                                 "--rerank", str(tiny_cross_encoder_dir), "--rerank-top", "4"])
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.stdout)["hits"]
+    assert len(hits) == 2
+    assert hits[0]["scores"]["rerank_rank"] == 1
+    assert hits[0]["score"] >= hits[1]["score"]
+
+
+def test_unloadable_reranker_is_one_line_error(runner: CliRunner, index_dir: Path) -> None:
+    result = runner.invoke(cli, ["query", "서울", "-i", str(index_dir), "--rerank", "nobody/ranker"])
+    assert_one_line_error(result, "nobody/ranker")

@@ -259,3 +259,31 @@ def test_importing_kosearch_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+class _LengthReranker:
+    """Prefers shorter passages: an order no retriever would produce."""
+
+    name = "length"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int]] = []
+
+    def score(self, query: str, texts):  # noqa: ANN001, ANN201
+        self.calls.append((query, len(texts)))
+        return np.array([-len(t) for t in texts], dtype=np.float32)
+
+
+def test_rerank_reorders_the_top_passages(built: Index) -> None:
+    reranker = _LengthReranker()
+    hits = built.search("대한민국", k=3, rerank=reranker, rerank_top=6)
+    assert reranker.calls == [("대한민국", 6)]
+    lengths = [len(h.title) + len(h.text) for h in hits]
+    assert lengths == sorted(lengths)
+    assert all(h.score == h.scores["rerank_score"] for h in hits)
+    assert [h.scores["rerank_rank"] for h in hits] == [1, 2, 3]
+
+
+def test_rerank_top_must_be_positive(built: Index) -> None:
+    with pytest.raises(ConfigError, match="rerank_top"):
+        built.search("서울", rerank=_LengthReranker(), rerank_top=0)

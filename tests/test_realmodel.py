@@ -1,0 +1,60 @@
+"""Retrieval quality with a real Korean model (KOSEARCH_TEST_MODEL) on KorQuAD 1.0 dev.
+
+Skipped unless KOSEARCH_TEST_MODEL names a model directory (.ci/run sets it to the shared
+multilingual-e5-small). The index is built once per session and shared.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kosearch.evaluate import evaluate_run, load_beir
+from kosearch.index import Index
+
+pytestmark = [pytest.mark.st, pytest.mark.realmodel]
+
+KORQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "korquad_v1_retrieval_dev"
+
+
+@pytest.fixture(scope="session")
+def korquad_index(real_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Index:
+    if not KORQUAD.is_dir():
+        pytest.skip(f"{KORQUAD} is missing")
+    path = tmp_path_factory.mktemp("korquad") / "index"
+    return Index.build(KORQUAD / "corpus.jsonl", path, model=str(real_model_dir))
+
+
+def _run(index: Index, queries: dict[str, str], mode: str) -> dict[str, list[str]]:
+    ids = list(queries)
+    results = index.search_batch([queries[q] for q in ids], k=10, mode=mode)
+    return {qid: [hit.id for hit in hits] for qid, hits in zip(ids, results)}
+
+
+def test_korquad_recall_is_far_above_chance(
+    korquad_index: Index, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = load_beir(KORQUAD)
+    scores = {
+        mode: evaluate_run(_run(korquad_index, data.queries, mode), data.qrels,
+                           ("ndcg@10", "recall@10", "mrr@10"))
+        for mode in ("dense", "lexical", "hybrid")
+    }
+    chance = 10 / korquad_index.manifest.counts["documents"]
+    with capsys.disabled():
+        print(f"\nKorQuAD dev, {len(data.qrels)} queries, chance recall@10 = {chance:.3f}")
+        for mode, figures in scores.items():
+            print(f"  {mode:<8} " + "  ".join(f"{k} {v:.4f}" for k, v in figures.items()))
+    assert scores["dense"]["recall@10"] > 0.8 > 20 * chance
+    # hybrid fusion must beat each retriever alone (the point of the hybrid default)
+    assert scores["hybrid"]["ndcg@10"] > scores["dense"]["ndcg@10"]
+    assert scores["hybrid"]["ndcg@10"] > scores["lexical"]["ndcg@10"]
+
+
+def test_a_question_finds_its_own_paragraph(korquad_index: Index) -> None:
+    data = load_beir(KORQUAD)
+    qid = sorted(data.qrels)[0]
+    (relevant,) = data.qrels[qid]
+    hits = korquad_index.search(data.queries[qid], k=10)
+    assert relevant in [hit.id for hit in hits]
