@@ -186,18 +186,26 @@ def _print_hits(query: str, hits: list[Any], width: int = 160) -> None:
                    "e.g. dragonkue/bge-reranker-v2-m3-ko.")
 @click.option("--rerank-top", type=int, default=30, show_default=True,
               help="How many fused passages the cross-encoder re-scores.")
+@click.option("--fusion", type=click.Choice(["convex", "rrf"]), default="convex",
+              show_default=True, help="How hybrid mode merges dense and BM25 results.")
+@click.option("--dense-weight", type=float, default=0.5, show_default=True,
+              help="Weight of the dense list in hybrid fusion (BM25 gets 1 - this).")
 def query_cmd(query: str | None, index_dir: str, k: int, mode: str | None, passages: bool,
               as_json: bool, queries_file: str | None, model: str | None,
-              device: str | None, rerank: str | None, rerank_top: int) -> None:
+              device: str | None, rerank: str | None, rerank_top: int, fusion: str,
+              dense_weight: float) -> None:
     """Search the index for QUERY (or for every query in --queries FILE)."""
     from kosearch.index import Index
+    from kosearch.retrieval import Fusion
 
     if (query is None) == (queries_file is None):
         raise click.UsageError("give either a QUERY argument or --queries FILE")
+    fusion_settings = Fusion(method=fusion, dense_weight=dense_weight)
     items = [(None, query)] if query is not None else list(_read_queries(queries_file or "-"))
     index = Index.load(index_dir, model=model, device=device)
     results = index.search_batch([text for _, text in items], k, mode=mode, passages=passages,
-                                 rerank=rerank, rerank_top=rerank_top)
+                                 rerank=rerank, rerank_top=rerank_top,
+                                 fusion=fusion_settings)
     for (qid, text), hits in zip(items, results):
         if as_json:
             record: dict[str, Any] = {"query": text}

@@ -21,7 +21,7 @@ from kosearch.atomic import atomic_directory
 from kosearch.errors import ConfigError, IndexFormatError, ModelMismatchError
 from kosearch.indexer import LEXICAL_DIR, IndexSettings, build_into
 from kosearch.manifest import MANIFEST_FILE, Manifest, read_manifest
-from kosearch.retrieval import Candidate, Mode
+from kosearch.retrieval import Candidate, Fusion, Mode
 from kosearch.store import PassageTable, VectorStore
 from kosearch.types import Document, Hit
 
@@ -196,6 +196,7 @@ class Index:
         passages: bool = False,
         rerank: Reranker | str | None = None,
         rerank_top: int = RERANK_TOP,
+        fusion: Fusion | None = None,
     ) -> list[Hit]:
         """The ``k`` best hits for one query.
 
@@ -207,6 +208,8 @@ class Index:
             rerank: a cross-encoder (model id, local path, or a ``Reranker``) that re-scores
                 the ``rerank_top`` best passages; the hit score is then its score.
             rerank_top: how many fused passages the cross-encoder re-scores.
+            fusion: how hybrid mode merges the two lists (default: equal-weight convex
+                combination of min-max-normalized scores).
 
         Returns:
             Hits best first; ``score`` is higher-is-better.
@@ -215,7 +218,8 @@ class Index:
             >>> index.search("한글은 누가 만들었나요?", k=3)  # doctest: +SKIP
         """
         return self.search_batch(
-            [query], k, mode=mode, passages=passages, rerank=rerank, rerank_top=rerank_top
+            [query], k, mode=mode, passages=passages, rerank=rerank, rerank_top=rerank_top,
+            fusion=fusion,
         )[0]
 
     def search_batch(
@@ -227,6 +231,7 @@ class Index:
         passages: bool = False,
         rerank: Reranker | str | None = None,
         rerank_top: int = RERANK_TOP,
+        fusion: Fusion | None = None,
     ) -> list[list[Hit]]:
         """Like :meth:`search` for many queries at once (encoded in one batch)."""
         if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
@@ -242,7 +247,9 @@ class Index:
             return [[] for _ in queries]
         reranker = self._reranker(rerank)
         vectors = self.encoder.encode_queries(queries) if chosen != Mode.LEXICAL else None
-        ranked = self._rank(queries, vectors, chosen, k, passages, reranker, rerank_top)
+        ranked = self._rank(
+            queries, vectors, chosen, k, passages, reranker, rerank_top, fusion or Fusion()
+        )
         return [self._hits(cands) for cands in ranked]
 
     def _reranker(self, rerank: Reranker | str | None) -> Reranker | None:
@@ -275,6 +282,7 @@ class Index:
         passages: bool,
         reranker: Reranker | None,
         rerank_top: int,
+        fusion: Fusion,
     ) -> list[list[Candidate]]:
         total = self.store.ntotal
         depth = min(total, k if passages else max(4 * k, 20))
@@ -283,7 +291,7 @@ class Index:
         if reranker is not None:
             depth = min(total, max(depth, rerank_top))
         while True:
-            lists = self._candidates(queries, vectors, mode, depth)
+            lists = self._candidates(queries, vectors, mode, depth, fusion)
             if reranker is not None:
                 pool = max(rerank_top, k)
                 lists = [self._rerank(reranker, q, c[:pool]) for q, c in zip(queries, lists)]
@@ -309,7 +317,7 @@ class Index:
         ]
 
     def _candidates(
-        self, queries: list[str], vectors: Any, mode: Mode, depth: int
+        self, queries: list[str], vectors: Any, mode: Mode, depth: int, fusion: Fusion
     ) -> list[list[Candidate]]:
         dense = lexical = None
         if mode != Mode.LEXICAL:
@@ -321,7 +329,7 @@ class Index:
             return lexical or []
         if lexical is None:
             return dense
-        return [retrieval.fuse(d, lex) for d, lex in zip(dense, lexical)]
+        return [retrieval.fuse(d, lex, fusion) for d, lex in zip(dense, lexical)]
 
     def _hits(self, candidates: list[Candidate]) -> list[Hit]:
         records = self.passages.rows([c.row for c in candidates])

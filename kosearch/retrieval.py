@@ -13,13 +13,41 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kosearch.errors import ConfigError
-from kosearch.fusion import rrf
+from kosearch.fusion import convex, rrf
 
 if TYPE_CHECKING:
     from kosearch.lexical import LexicalIndex
     from kosearch.store import VectorStore
 
 RRF_K = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Fusion:
+    """How hybrid search merges the dense and lexical lists of one query.
+
+    The default is a convex combination of min-max-normalized scores with equal weights:
+    on KorQuAD dev (me5-small) it beats both retrievers alone (nDCG@10 0.959 vs dense 0.885
+    and BM25 0.947) while RRF (k=60) does not (0.934), because ranks throw away how much
+    better the top dense hit is. Equal weights are the untuned choice; see the README.
+
+    Attributes:
+        method: ``convex`` (normalized score interpolation) or ``rrf`` (reciprocal ranks).
+        dense_weight: the dense list's weight in [0, 1]; the lexical list gets the rest.
+        rrf_k: the RRF constant (Cormack et al. 2009).
+    """
+
+    method: str = "convex"
+    dense_weight: float = 0.5
+    rrf_k: int = RRF_K
+
+    def __post_init__(self) -> None:
+        if self.method not in ("convex", "rrf"):
+            raise ConfigError(f"unknown fusion method {self.method!r}; choose convex or rrf")
+        if not 0.0 <= self.dense_weight <= 1.0:
+            raise ConfigError(f"dense weight must be between 0 and 1, got {self.dense_weight}")
+        if self.rrf_k < 1:
+            raise ConfigError(f"the RRF constant must be at least 1, got {self.rrf_k}")
 
 
 class Mode(str, Enum):
@@ -75,12 +103,20 @@ def lexical_candidates(
     ]
 
 
-def fuse(dense: list[Candidate], lexical: list[Candidate], *, k: int = RRF_K) -> list[Candidate]:
-    """Reciprocal-rank fusion of one query's dense and lexical lists, detail merged."""
+def fuse(
+    dense: list[Candidate], lexical: list[Candidate], fusion: Fusion = Fusion()
+) -> list[Candidate]:
+    """Fuse one query's dense and lexical lists (per passage), detail merged."""
     detail: dict[int, dict[str, Any]] = {}
     for cand in (*dense, *lexical):
         detail.setdefault(cand.row, {}).update(cand.detail)
-    fused = rrf([[c.row for c in dense], [c.row for c in lexical]], k=k)
+    weights = [fusion.dense_weight, 1.0 - fusion.dense_weight]
+    if fusion.method == "rrf":
+        fused = rrf([[c.row for c in dense], [c.row for c in lexical]], k=fusion.rrf_k,
+                    weights=weights)
+    else:
+        fused = convex([[(c.row, c.score) for c in dense], [(c.row, c.score) for c in lexical]],
+                       weights=weights)
     return [Candidate(row, score, detail[row]) for row, score in fused]
 
 

@@ -287,3 +287,20 @@ def test_rerank_reorders_the_top_passages(built: Index) -> None:
 def test_rerank_top_must_be_positive(built: Index) -> None:
     with pytest.raises(ConfigError, match="rerank_top"):
         built.search("서울", rerank=_LengthReranker(), rerank_top=0)
+
+
+def test_fusion_methods_and_weights(built: Index) -> None:
+    from kosearch.retrieval import Fusion
+
+    query = "제주도 한라산"
+    dense_only = built.search(query, k=6, fusion=Fusion(dense_weight=1.0))
+    lexical_only = built.search(query, k=6, fusion=Fusion(dense_weight=0.0))
+    assert [h.id for h in dense_only][:3] == [h.id for h in built.search(query, k=3, mode="dense")]
+    assert lexical_only[0].id == built.search(query, k=1, mode="lexical")[0].id
+    rrf_hits = built.search(query, k=3, fusion=Fusion(method="rrf"))
+    assert rrf_hits[0].id == "jeju"
+    assert rrf_hits[0].score == pytest.approx(0.5 / 61 + 0.5 / 61)  # rank 1 in both, k=60
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        Fusion(dense_weight=1.5)
+    with pytest.raises(ConfigError, match="convex or rrf"):
+        Fusion(method="max")
