@@ -232,8 +232,13 @@ class Index:
         rerank: Reranker | str | None = None,
         rerank_top: int = RERANK_TOP,
         fusion: Fusion | None = None,
+        query_vectors: Any = None,
     ) -> list[list[Hit]]:
-        """Like :meth:`search` for many queries at once (encoded in one batch)."""
+        """Like :meth:`search` for many queries at once (encoded in one batch).
+
+        ``query_vectors`` (shape ``(len(queries), dim)``, from :meth:`encode_queries`) skips
+        encoding, e.g. to compare modes or time searches without re-encoding.
+        """
         if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
             raise ConfigError(f"k must be a positive integer, got {k!r}")
         if isinstance(rerank_top, bool) or not isinstance(rerank_top, int) or rerank_top <= 0:
@@ -246,11 +251,27 @@ class Index:
         if not queries or self.store.ntotal == 0:
             return [[] for _ in queries]
         reranker = self._reranker(rerank)
-        vectors = self.encoder.encode_queries(queries) if chosen != Mode.LEXICAL else None
+        vectors = None
+        if chosen != Mode.LEXICAL:
+            vectors = self._query_vectors(queries, query_vectors)
         ranked = self._rank(
             queries, vectors, chosen, k, passages, reranker, rerank_top, fusion or Fusion()
         )
         return [self._hits(cands) for cands in ranked]
+
+    def encode_queries(self, queries: Sequence[str]) -> Any:
+        """Query embeddings (with the model's query prompt), as the search would compute them."""
+        return self.encoder.encode_queries(list(queries))
+
+    def _query_vectors(self, queries: list[str], given: Any) -> Any:
+        if given is None:
+            return self.encoder.encode_queries(queries)
+        shape = getattr(given, "shape", None)
+        if shape is None or tuple(shape) != (len(queries), self.store.dim):
+            raise ValueError(
+                f"query_vectors must have shape ({len(queries)}, {self.store.dim}), got {shape}"
+            )
+        return given
 
     def _reranker(self, rerank: Reranker | str | None) -> Reranker | None:
         if rerank is None or not isinstance(rerank, str):
