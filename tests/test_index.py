@@ -304,3 +304,27 @@ def test_fusion_methods_and_weights(built: Index) -> None:
         Fusion(dense_weight=1.5)
     with pytest.raises(ConfigError, match="convex or rrf"):
         Fusion(method="max")
+
+
+def test_a_question_about_the_last_paragraph_finds_the_long_document() -> None:
+    filler = [f"{i}번째 문단은 날씨와 교통 이야기를 길게 늘어놓는다." for i in range(30)]
+    ending = "마지막 문단에서 비밀 열쇠는 등대지기 할머니가 보관한다고 밝혀진다."
+    long_doc = Document("long", "\n\n".join([*filler, ending]), "긴 소설")
+    index = Index.build([long_doc, *DOCS], encoder=HashEncoder(max_tokens=48))
+    assert index.manifest.counts["passages"] > 5
+    for mode in ("dense", "lexical", "hybrid"):
+        hit = index.search("비밀 열쇠는 누가 보관하나요 등대지기", k=1, mode=mode)[0]
+        assert hit.id == "long", mode
+        assert ending in hit.text
+        assert long_doc.text[hit.start : hit.end] == hit.text
+        assert hit.start > len(long_doc.text) // 2
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["은는이가을를에서", "?!…", "What is a GPU used for deep learning", "서울 " * 2500],
+)
+def test_odd_queries_still_answer_in_hybrid_mode(built: Index, query: str) -> None:
+    hits = built.search(query, k=3)
+    assert len(hits) == 3  # dense always answers; BM25 may have nothing to add
+    assert [h.rank for h in hits] == [1, 2, 3]
