@@ -181,7 +181,7 @@ def build_into(
     chunker = Chunker(counter, settings.chunking, splitter=splitter)
     source = _DocumentSource(corpus, settings, stdin)
     n_passages = _spool_passages(source, chunker, directory)
-    _report_documents(source, chunker, _sources_label(corpus))
+    _report_documents(source, chunker, _sources_label(corpus), encoder.max_tokens)
 
     store = VectorStore.create(encoder.dim, metric)
     with _progress(n_passages, "encoding", progress) as bar:
@@ -216,7 +216,9 @@ def build_into(
     return manifest
 
 
-def _report_documents(source: _DocumentSource, chunker: Chunker, labels: list[str]) -> None:
+def _report_documents(
+    source: _DocumentSource, chunker: Chunker, labels: list[str], max_tokens: int
+) -> None:
     if source.documents == 0:
         what = ", ".join(labels)
         extra = f" ({source.skipped_empty} had an empty text)" if source.skipped_empty else ""
@@ -229,7 +231,7 @@ def _report_documents(source: _DocumentSource, chunker: Chunker, labels: list[st
         log.warning(
             "%d document(s) are longer than the model's %d-token limit and will be truncated by "
             "the model; drop --no-chunk to split them into passages instead",
-            stats.over_limit, chunker.counter.max_tokens,
+            stats.over_limit, max_tokens,
         )
     if stats.sentences_split:
         log.info("%d sentence(s) longer than the passage budget were split at token boundaries",

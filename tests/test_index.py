@@ -328,3 +328,16 @@ def test_odd_queries_still_answer_in_hybrid_mode(built: Index, query: str) -> No
     hits = built.search(query, k=3)
     assert len(hits) == 3  # dense always answers; BM25 may have nothing to add
     assert [h.rank for h in hits] == [1, 2, 3]
+
+
+def test_no_chunk_reports_documents_longer_than_the_model_limit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    long_text = " ".join(f"단어{i}" for i in range(200))
+    docs = [Document("long", long_text), *DOCS]
+    with caplog.at_level(logging.WARNING, logger="kosearch"):
+        index = Index.build(docs, encoder=HashEncoder(max_tokens=64),
+                            chunking=ChunkSettings(enabled=False), lexical=False)
+    assert index.manifest.counts["passages"] == len(docs)
+    assert "1 document(s) are longer than the model's 64-token limit" in caplog.text
+    assert index.search("단어199", k=1, mode="dense", passages=True)[0].text == long_text
