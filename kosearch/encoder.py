@@ -11,18 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import socket
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlsplit
 
 import numpy as np
 from numpy.typing import NDArray
 
 from kosearch.errors import ConfigError, ModelLoadError
+from kosearch.hub import apply_max_tokens, as_list, load_model, select_device
 from kosearch.models import ModelSpec, lookup
 
 if TYPE_CHECKING:
@@ -76,43 +73,6 @@ class Encoder(Protocol):
         ...
 
 
-def select_device(preferred: str | None = None) -> str:
-    """Choose the torch device to run a model on.
-
-    Args:
-        preferred: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``; ``None`` or ``"auto"``
-            picks CUDA when available, then MPS, then the CPU.
-
-    Returns:
-        The device string.
-
-    Raises:
-        ConfigError: ``preferred`` is not a device name, or that device is not available.
-
-    Example:
-        >>> select_device("cpu")
-        'cpu'
-    """
-    import torch
-
-    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    mps = bool(torch.backends.mps.is_available())
-    choice = (preferred or "auto").strip().lower()
-    if choice == "auto":
-        return "cuda" if cuda else ("mps" if mps else "cpu")
-    if not _DEVICE_RE.match(choice):
-        raise ConfigError(
-            f"unknown device {preferred!r}; use one of 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
-        )
-    index = int(choice.partition(":")[2] or 0)
-    if (choice.startswith("cuda") and index >= cuda) or (choice == "mps" and not mps):
-        raise ConfigError(
-            f"device {preferred!r} is not available here ({cuda} CUDA device(s) found"
-            f"{', no MPS' if not mps else ''}); use --device cpu"
-        )
-    return choice
-
-
 class SentenceTransformerEncoder:
     """An :class:`Encoder` backed by a sentence-transformers model.
 
@@ -154,9 +114,11 @@ class SentenceTransformerEncoder:
         self.device = select_device(device)
         self.spec: ModelSpec | None = lookup(model)
         logger.info("loading model %s on %s", model, self.device)
-        self._model = _load_model(model, self.device)
+        from sentence_transformers import SentenceTransformer
+
+        self._model = load_model(SentenceTransformer, model, self.device, fix=_FIX)
         self.dim = _embedding_dim(self._model, model)
-        self.max_tokens = _apply_max_tokens(self._model, max_tokens)
+        self.max_tokens = apply_max_tokens(self._model, max_tokens)
         own = dict(self._model.prompts or {})
         self.query_prompt = _resolve_prompt(
             query_prompt, self.spec.query_prompt if self.spec else None, own, ("query",)
@@ -192,7 +154,7 @@ class SentenceTransformerEncoder:
             A ``(len(texts), dim)`` float32 array, as the model outputs it (not normalized
             here; the store normalizes for cosine).
         """
-        return self._encode(_as_list(texts), self.query_prompt)
+        return self._encode(as_list(texts), self.query_prompt)
 
     def encode_symmetric(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """Encode texts for a symmetric task (STS) with the same prompt on both sides.
@@ -203,7 +165,7 @@ class SentenceTransformerEncoder:
         Returns:
             A ``(len(texts), dim)`` float32 array.
         """
-        return self._encode(_as_list(texts), self.sts_prompt)
+        return self._encode(as_list(texts), self.sts_prompt)
 
     def encode_passages(
         self, texts: Sequence[str], *, on_batch: Callable[[int], None] | None = None
@@ -217,7 +179,7 @@ class SentenceTransformerEncoder:
         Returns:
             A ``(len(texts), dim)`` float32 array whose row ``i`` is ``texts[i]``.
         """
-        items = _as_list(texts)
+        items = as_list(texts)
         out = np.empty((len(items), self.dim), dtype=np.float32)
         if not items:
             return out
@@ -258,7 +220,7 @@ class SentenceTransformerEncoder:
         Returns:
             One count per text, including special tokens and the passage prompt.
         """
-        items = _as_list(texts)
+        items = as_list(texts)
         tokenizer = self.backend_tokenizer
         counts: list[int] = []
         for start in range(0, len(items), _COUNT_CHUNK):
@@ -283,13 +245,6 @@ class SentenceTransformerEncoder:
 # ---------------------------------------------------------------------------- helpers
 
 
-def _as_list(texts: Sequence[str]) -> list[str]:
-    """The texts as a list; a bare string is a programmer error, not a one-item batch."""
-    if isinstance(texts, str):
-        raise TypeError("texts must be a sequence of strings, not a single string")
-    return list(texts)
-
-
 def _resolve_prompt(
     explicit: str | None, registry: str | None, own: Mapping[str, str], keys: Sequence[str]
 ) -> str:
@@ -304,113 +259,11 @@ def _resolve_prompt(
     return ""
 
 
-def _is_offline() -> bool:
-    """Whether the user asked the Hugging Face libraries to stay offline."""
-    truthy = ("1", "ON", "YES", "TRUE")
-    return any(os.environ.get(v, "").strip().upper() in truthy for v in _OFFLINE_VARS)
-
-
-def _hub_reachable(timeout: float = _HUB_PROBE_TIMEOUT_S) -> bool:
-    """A quick TCP probe of the hub (or the HTTPS proxy), so a dead network fails in seconds.
-
-    Without it, huggingface_hub retries every file with back-off: about 70 s on this kind of
-    machine before it gives up.
-    """
-    target = (
-        os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
-        or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
-    )
-    parts = urlsplit(target if "://" in target else f"http://{target}")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
-            return True
-    except Exception:  # noqa: BLE001 - any failure (DNS, refused, blocked) means "not reachable"
-        return False
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0].rstrip(".") if text else type(error).__name__
-
-
-def _looks_like_path(model: str) -> bool:
-    """A hub id is ``name`` or ``owner/name``; anything else must be a (missing) directory."""
-    if model.startswith((".", "/", "~")) or model.count("/") > 1:
-        return True
-    return os.sep != "/" and os.sep in model
-
-
-def _load_model(model: str, device: str) -> SentenceTransformer:
-    """Load a local directory, a cached hub model, or (only when the hub answers) download it."""
-    from sentence_transformers import SentenceTransformer
-
-    path = Path(model).expanduser()
-    if path.is_dir():
-        if not ((path / "modules.json").is_file() or (path / "config.json").is_file()):
-            raise ModelLoadError(
-                f"cannot load model '{model}': the directory has no modules.json or config.json, "
-                f"so it is not a model directory; {_FIX}"
-            )
-        return _attempt(SentenceTransformer, str(path), model, device, "from its directory")
-    if path.exists() or _looks_like_path(model):
-        what = "it is a file, not a model directory" if path.exists() else "no such directory"
-        raise ModelLoadError(f"cannot load model '{model}': {what}")
-    try:
-        return SentenceTransformer(model, device=device, local_files_only=True)
-    except Exception as cached_error:  # noqa: BLE001 - not in the cache (or a broken entry)
-        miss: Exception = cached_error
-    offline = _is_offline()
-    if offline or not _hub_reachable():
-        why = "HF_HUB_OFFLINE is set" if offline else "the model hub could not be reached"
-        raise ModelLoadError(
-            f"cannot load model '{model}': it is not a local directory and is not in the local "
-            f"cache, and {why}; download it where the hub is reachable, or {_FIX}"
-        ) from miss
-    return _attempt(SentenceTransformer, model, model, device, "from the model hub")
-
-
-def _attempt(factory: Any, source: str, model: str, device: str, where: str) -> Any:
-    """Call ``factory`` and turn any failure into a one-line :class:`ModelLoadError`."""
-    local = where != "from the model hub"
-    try:
-        return factory(source, device=device, local_files_only=local)
-    except Exception as e:  # noqa: BLE001 - corrupt weights, unknown architecture, hub errors
-        hint = "" if local else f"; check the id, or {_FIX}"
-        raise ModelLoadError(f"cannot load model '{model}' {where} ({_first_line(e)}){hint}") from e
-
-
 def _embedding_dim(model: SentenceTransformer, name: str) -> int:
     dim = model.get_embedding_dimension()
     if dim is None:
         raise ModelLoadError(f"model '{name}' does not report its embedding dimension")
     return int(dim)
-
-
-def _supported_max_tokens(model: SentenceTransformer) -> int | None:
-    """The longest input the position embeddings allow (RoBERTa reserves two positions)."""
-    hf = model.transformers_model
-    config = getattr(hf, "config", None)
-    limit = getattr(config, "max_position_embeddings", None)
-    if not isinstance(limit, int) or limit <= 0:
-        return None
-    if any(kind in str(getattr(config, "model_type", "")) for kind in ("roberta", "camembert")):
-        limit -= int(getattr(config, "pad_token_id", 1) or 1) + 1
-    return limit
-
-
-def _apply_max_tokens(model: SentenceTransformer, requested: int | None) -> int:
-    """Set ``model.max_seq_length`` to ``requested`` (capped) and return the effective value."""
-    supported = _supported_max_tokens(model)
-    current = model.max_seq_length
-    if requested is not None:
-        model.max_seq_length = min(requested, supported) if supported else requested
-    elif current is None or current > 1_000_000:
-        # Tokenizers without a limit report a huge sentinel; fall back to the positions.
-        model.max_seq_length = supported or 512
-    elif supported is not None and current > supported:
-        model.max_seq_length = supported
-    return int(model.max_seq_length)
 
 
 def _tensor_digest(tensor: Any) -> dict[str, Any]:

@@ -12,23 +12,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
-from kosearch.encoder import (
-    _apply_max_tokens,
-    _as_list,
-    _attempt,
-    _first_line,
-    _hub_reachable,
-    _is_offline,
-    _looks_like_path,
-    select_device,
-)
 from kosearch.errors import ConfigError, ModelLoadError
+from kosearch.hub import apply_max_tokens, as_list, load_model, select_device
 
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder
@@ -102,7 +92,7 @@ class CrossEncoderReranker:
         _check_is_cross_encoder(self._model, model)
         # The helper only touches what every sentence-transformers model has (max_seq_length,
         # transformers_model), though it is annotated for SentenceTransformer.
-        self.max_tokens = _apply_max_tokens(self._model, max_tokens)  # type: ignore[arg-type]
+        self.max_tokens = apply_max_tokens(self._model, max_tokens)  # type: ignore[arg-type]
         self._identity = torch.nn.Identity()
 
     def __repr__(self) -> str:
@@ -130,7 +120,7 @@ class CrossEncoderReranker:
             >>> reranker.score("서울 날씨", ["오늘 서울은 맑다.", "민수는 책을 샀다."])
             array([ 2.31, -4.07], dtype=float32)
         """
-        items = _as_list(texts)
+        items = as_list(texts)
         if not items:
             return np.empty(0, dtype=np.float32)
         raw = self._model.predict(
@@ -187,40 +177,11 @@ def rerank(
 
 
 def _load_cross_encoder(model: str, device: str) -> CrossEncoder:
-    """Load a local directory, a cached hub model, or (only when the hub answers) download it."""
+    """Load a cross-encoder from a directory, the cache or (when it answers) the hub."""
     from sentence_transformers import CrossEncoder
 
-    path = Path(model).expanduser()
-    if path.is_dir():
-        if not ((path / "config.json").is_file() or (path / "modules.json").is_file()):
-            raise ModelLoadError(
-                f"cannot load reranker model '{model}': the directory has no config.json or "
-                f"modules.json, so it is not a model directory; {_FIX}"
-            )
-        where = "from its directory"
-        loaded: CrossEncoder = _attempt(CrossEncoder, str(path), model, device, where)
-        return loaded
-    if path.exists() or _looks_like_path(model):
-        what = "it is a file, not a model directory" if path.exists() else "no such directory"
-        raise ModelLoadError(f"cannot load reranker model '{model}': {what}")
-    try:
-        return CrossEncoder(model, device=device, local_files_only=True)
-    except Exception as cached_error:  # noqa: BLE001 - not in the cache (or a broken entry)
-        miss: Exception = cached_error
-    offline = _is_offline()
-    if offline or not _hub_reachable():
-        why = "HF_HUB_OFFLINE is set" if offline else "the model hub could not be reached"
-        raise ModelLoadError(
-            f"cannot load reranker model '{model}': it is not a local directory and is not in "
-            f"the local cache, and {why}; download it where the hub is reachable, or {_FIX}"
-        ) from miss
-    try:
-        return CrossEncoder(model, device=device)
-    except Exception as e:  # noqa: BLE001 - unknown id, gated repo, hub errors
-        raise ModelLoadError(
-            f"cannot load reranker model '{model}' from the model hub ({_first_line(e)}); "
-            f"check the id, or {_FIX}"
-        ) from e
+    loaded: CrossEncoder = load_model(CrossEncoder, model, device, kind="reranker model", fix=_FIX)
+    return loaded
 
 
 def _check_is_cross_encoder(model: Any, name: str) -> None:

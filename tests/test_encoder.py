@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tinymodels import build_tiny_bert, build_tiny_xlmr, korean_sentences
 
+import kosearch.hub as hub_module
 from kosearch import encoder as encoder_module
 from kosearch.encoder import SentenceTransformerEncoder, select_device
 from kosearch.errors import ConfigError, ModelLoadError
 from kosearch.models import ModelSpec
-from tinymodels import build_tiny_bert, build_tiny_xlmr, korean_sentences
 
 pytestmark = pytest.mark.st
 
@@ -274,7 +275,7 @@ def test_unknown_hub_id_offline_fails_fast_and_clearly() -> None:
 def test_unreachable_hub_is_reported_without_retrying(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.delenv("TRANSFORMERS_OFFLINE")
-    monkeypatch.setattr(encoder_module, "_hub_reachable", lambda: False)
+    monkeypatch.setattr(hub_module, "hub_reachable", lambda: False)
     with pytest.raises(ModelLoadError) as error:
         SentenceTransformerEncoder("nobody/no-such-model-kosearch", device="cpu")
     message = _one_line(error)
@@ -286,7 +287,7 @@ def test_hub_probe_reports_unreachable_without_raising(monkeypatch: pytest.Monke
     monkeypatch.delenv("HTTPS_PROXY", raising=False)
     monkeypatch.delenv("https_proxy", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
-    assert encoder_module._hub_reachable(timeout=0.5) is False
+    assert hub_module.hub_reachable(timeout=0.5) is False
 
 
 def test_directory_that_is_not_a_model(tmp_path: Path) -> None:

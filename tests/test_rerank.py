@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from numpy.typing import NDArray
+from tinymodels import build_tiny_cross_encoder
 
-from kosearch import rerank as rerank_module
+import kosearch.hub as hub_module
 from kosearch.errors import ConfigError, ModelLoadError
 from kosearch.rerank import CrossEncoderReranker, Reranker, rerank
-from tinymodels import build_tiny_cross_encoder
 
 pytestmark = pytest.mark.st
 
@@ -202,7 +202,7 @@ def test_unknown_hub_id_offline_fails_fast_and_clearly() -> None:
 def test_unreachable_hub_is_reported_without_retrying(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.delenv("TRANSFORMERS_OFFLINE")
-    monkeypatch.setattr(rerank_module, "_hub_reachable", lambda: False)
+    monkeypatch.setattr(hub_module, "hub_reachable", lambda: False)
     with pytest.raises(ModelLoadError) as error:
         CrossEncoderReranker("nobody/no-such-reranker-kosearch", device="cpu")
     message = _one_line(error)

@@ -1,0 +1,182 @@
+"""Where models come from and run: device choice, and loading from a directory, the local
+cache or the Hugging Face hub, failing fast and clearly when offline.
+
+Shared by :mod:`kosearch.encoder` and :mod:`kosearch.rerank`; imports no ML library at module
+level.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from kosearch.errors import ConfigError, ModelLoadError
+
+_HUB_PROBE_TIMEOUT_S = 3.0
+_DEVICE_RE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
+_OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+def select_device(preferred: str | None = None) -> str:
+    """Choose the torch device to run a model on.
+
+    Args:
+        preferred: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``; ``None`` or ``"auto"``
+            picks CUDA when available, then MPS, then the CPU.
+
+    Returns:
+        The device string.
+
+    Raises:
+        ConfigError: ``preferred`` is not a device name, or that device is not available.
+
+    Example:
+        >>> select_device("cpu")
+        'cpu'
+    """
+    import torch
+
+    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    mps = bool(torch.backends.mps.is_available())
+    choice = (preferred or "auto").strip().lower()
+    if choice == "auto":
+        return "cuda" if cuda else ("mps" if mps else "cpu")
+    if not _DEVICE_RE.match(choice):
+        raise ConfigError(
+            f"unknown device {preferred!r}; use one of 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+        )
+    index = int(choice.partition(":")[2] or 0)
+    if (choice.startswith("cuda") and index >= cuda) or (choice == "mps" and not mps):
+        raise ConfigError(
+            f"device {preferred!r} is not available here ({cuda} CUDA device(s) found"
+            f"{', no MPS' if not mps else ''}); use --device cpu"
+        )
+    return choice
+
+
+def as_list(texts: Sequence[str]) -> list[str]:
+    """The texts as a list; a bare string is a programmer error, not a one-item batch."""
+    if isinstance(texts, str):
+        raise TypeError("texts must be a sequence of strings, not a single string")
+    return list(texts)
+
+
+def is_offline() -> bool:
+    """Whether the user asked the Hugging Face libraries to stay offline."""
+    truthy = ("1", "ON", "YES", "TRUE")
+    return any(os.environ.get(v, "").strip().upper() in truthy for v in _OFFLINE_VARS)
+
+
+def hub_reachable(timeout: float = _HUB_PROBE_TIMEOUT_S) -> bool:
+    """A quick TCP probe of the hub (or the HTTPS proxy), so a dead network fails in seconds.
+
+    Without it, huggingface_hub retries every file with back-off: about 70 s on this kind of
+    machine before it gives up.
+    """
+    target = (
+        os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+        or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    )
+    parts = urlsplit(target if "://" in target else f"http://{target}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
+            return True
+    except Exception:  # noqa: BLE001 - any failure (DNS, refused, blocked) means "not reachable"
+        return False
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0].rstrip(".") if text else type(error).__name__
+
+
+def looks_like_path(model: str) -> bool:
+    """A hub id is ``name`` or ``owner/name``; anything else must be a (missing) directory."""
+    if model.startswith((".", "/", "~")) or model.count("/") > 1:
+        return True
+    return os.sep != "/" and os.sep in model
+
+
+def load_model(factory: Any, model: str, device: str, *, kind: str = "model", fix: str) -> Any:
+    """Load a local directory, a cached hub model, or (only when the hub answers) download it.
+
+    Args:
+        factory: ``SentenceTransformer`` or ``CrossEncoder`` (any class taking
+            ``(name_or_path, device=..., local_files_only=...)``).
+        model: a hub id or a local directory.
+        device: the torch device.
+        kind: how messages name the model ("model", "reranker model").
+        fix: the clause telling the user how to give a local model instead.
+
+    Raises:
+        ModelLoadError: in one sentence, in milliseconds when offline or the hub is unreachable.
+    """
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not ((path / "modules.json").is_file() or (path / "config.json").is_file()):
+            raise ModelLoadError(
+                f"cannot load {kind} '{model}': the directory has no modules.json or config.json, "
+                f"so it is not a model directory; {fix}"
+            )
+        return _attempt(factory, str(path), model, device, "from its directory", kind, fix)
+    if path.exists() or looks_like_path(model):
+        what = "it is a file, not a model directory" if path.exists() else "no such directory"
+        raise ModelLoadError(f"cannot load {kind} '{model}': {what}")
+    try:
+        return factory(model, device=device, local_files_only=True)
+    except Exception as cached_error:  # noqa: BLE001 - not in the cache (or a broken entry)
+        miss: Exception = cached_error
+    offline = is_offline()
+    if offline or not hub_reachable():
+        why = "HF_HUB_OFFLINE is set" if offline else "the model hub could not be reached"
+        raise ModelLoadError(
+            f"cannot load {kind} '{model}': it is not a local directory and is not in the local "
+            f"cache, and {why}; download it where the hub is reachable, or {fix}"
+        ) from miss
+    return _attempt(factory, model, model, device, "from the model hub", kind, fix)
+
+
+def _attempt(
+    factory: Any, source: str, model: str, device: str, where: str, kind: str, fix: str
+) -> Any:
+    """Call ``factory`` and turn any failure into a one-line :class:`ModelLoadError`."""
+    local = where != "from the model hub"
+    try:
+        return factory(source, device=device, local_files_only=local)
+    except Exception as e:  # noqa: BLE001 - corrupt weights, unknown architecture, hub errors
+        hint = "" if local else f"; check the id, or {fix}"
+        raise ModelLoadError(
+            f"cannot load {kind} '{model}' {where} ({first_line(e)}){hint}"
+        ) from e
+
+
+def _supported_max_tokens(model: Any) -> int | None:
+    """The longest input the position embeddings allow (RoBERTa reserves two positions)."""
+    hf = model.transformers_model
+    config = getattr(hf, "config", None)
+    limit = getattr(config, "max_position_embeddings", None)
+    if not isinstance(limit, int) or limit <= 0:
+        return None
+    if any(kind in str(getattr(config, "model_type", "")) for kind in ("roberta", "camembert")):
+        limit -= int(getattr(config, "pad_token_id", 1) or 1) + 1
+    return limit
+
+
+def apply_max_tokens(model: Any, requested: int | None) -> int:
+    """Set ``model.max_seq_length`` to ``requested`` (capped) and return the effective value."""
+    supported = _supported_max_tokens(model)
+    current = model.max_seq_length
+    if requested is not None:
+        model.max_seq_length = min(requested, supported) if supported else requested
+    elif current is None or current > 1_000_000:
+        # Tokenizers without a limit report a huge sentinel; fall back to the positions.
+        model.max_seq_length = supported or 512
+    elif supported is not None and current > supported:
+        model.max_seq_length = supported
+    return int(model.max_seq_length)
