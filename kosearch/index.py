@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -61,6 +62,9 @@ class Index:
         self._encoder = encoder
         self._device = device
         self._rerankers: dict[str, Reranker] = {}
+        # Kiwi, the tokenizer and lazy model loading are not safe to share between threads:
+        # searches on one Index are serialized (a server batches queued queries instead).
+        self._lock = threading.RLock()
         self._doc_ids = passages.doc_ids()
 
     # ------------------------------------------------------------------ building and loading
@@ -250,6 +254,22 @@ class Index:
         chosen = self._resolve_mode(mode)
         if not queries or self.store.ntotal == 0:
             return [[] for _ in queries]
+        with self._lock:
+            return self._search_locked(
+                queries, k, chosen, passages, rerank, rerank_top, fusion, query_vectors
+            )
+
+    def _search_locked(
+        self,
+        queries: list[str],
+        k: int,
+        chosen: Mode,
+        passages: bool,
+        rerank: Reranker | str | None,
+        rerank_top: int,
+        fusion: Fusion | None,
+        query_vectors: Any,
+    ) -> list[list[Hit]]:
         reranker = self._reranker(rerank)
         vectors = None
         if chosen != Mode.LEXICAL:

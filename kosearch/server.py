@@ -88,7 +88,7 @@ def create_app(
 
     Raises:
         MissingDependencyError: FastAPI is not installed.
-        ConfigError: a limit is not positive.
+        ConfigError: a limit is not positive, or the API key is empty.
     """
     _require("fastapi")
     from fastapi import FastAPI
@@ -97,6 +97,8 @@ def create_app(
                         ("max_batch", max_batch), ("max_body_bytes", max_body_bytes)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    if api_key is not None and not api_key.strip():
+        raise ConfigError("the API key is empty; give a real key or none")
     batcher = SearchBatcher(index, batching=batching, window_s=batch_window_ms / 1000)
 
     @asynccontextmanager
@@ -106,6 +108,9 @@ def create_app(
             yield
         finally:  # uvicorn stops taking requests first; finish the queued searches
             await asyncio.get_running_loop().run_in_executor(None, batcher.close)
+            stats = batcher.stats()
+            log.info("stopped after %d queries in %d searches", stats["queries"],
+                     stats["searches"])
 
     app = FastAPI(
         title="kosearch", version=__version__, lifespan=lifespan,

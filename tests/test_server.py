@@ -200,6 +200,11 @@ def test_bad_limits_are_refused(index: Index, limit: Any) -> None:
         create_app(index, max_k=limit)
 
 
+def test_empty_api_key_is_refused(index: Index) -> None:
+    with pytest.raises(ConfigError, match="API key is empty"):
+        create_app(index, api_key=" ")
+
+
 # ---------------------------------------------------------------------------- auth
 
 
