@@ -70,7 +70,7 @@ def atomic_directory(path: str | os.PathLike[str], *, marker: str | None = None)
         tmp.mkdir()
     except OSError as error:
         reason = error.strerror or error
-        raise ConfigError(f"Cannot write the directory {target}: {reason}.") from error
+        raise ConfigError(f"cannot write the directory {target}: {reason}") from error
     try:
         yield tmp
     except BaseException:
@@ -82,7 +82,7 @@ def atomic_directory(path: str | os.PathLike[str], *, marker: str | None = None)
     except OSError as error:
         shutil.rmtree(tmp, ignore_errors=True)
         reason = error.strerror or error
-        raise ConfigError(f"Cannot replace the directory {target}: {reason}.") from error
+        raise ConfigError(f"cannot replace the directory {target}: {reason}") from error
 
 
 def fsync_tree(path: Path) -> None:
@@ -146,11 +146,11 @@ def _check_target(target: Path, marker: str | None) -> None:
     if not os.path.lexists(target):
         return
     if not target.is_dir():
-        raise ConfigError(f"Cannot write the directory {target}: it exists and is not a directory.")
+        raise ConfigError(f"cannot write the directory {target}: it exists and is not a directory")
     if marker is not None and any(target.iterdir()) and not (target / marker).is_file():
         raise ConfigError(
-            f"Refusing to replace {target}: it is not empty and has no {marker}, "
-            "so it does not look like a kosearch directory."
+            f"refusing to replace {target}: it is not empty and has no {marker}, "
+            "so it does not look like a kosearch directory"
         )
 
 

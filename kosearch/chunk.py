@@ -66,7 +66,7 @@ class TokenCounter:
         self, tokenizer: tokenizers.Tokenizer, *, max_tokens: int, prompt: str = ""
     ) -> None:
         if max_tokens < 1:
-            raise ConfigError(f"the model's max_tokens must be positive, got {max_tokens}.")
+            raise ConfigError(f"the model's max_tokens must be positive, got {max_tokens}")
         copy = type(tokenizer).from_str(tokenizer.to_str())
         copy.no_truncation()
         copy.no_padding()
@@ -143,9 +143,9 @@ class SentenceSplitter:
         kiwi: kiwipiepy.Kiwi | None = None,
     ) -> None:
         if num_workers is not None and num_workers < 1:
-            raise ConfigError(f"Kiwi num_workers must be at least 1, got {num_workers}.")
+            raise ConfigError(f"Kiwi num_workers must be at least 1, got {num_workers}")
         if max_chars < 100:
-            raise ConfigError(f"the splitter's max_chars must be at least 100, got {max_chars}.")
+            raise ConfigError(f"the splitter's max_chars must be at least 100, got {max_chars}")
         self._num_workers = num_workers
         self._max_chars = max_chars
         self._kiwi_instance = kiwi
@@ -163,7 +163,7 @@ class SentenceSplitter:
                 from kiwipiepy import Kiwi
             except ImportError as error:
                 raise MissingDependencyError(
-                    "Korean sentence splitting needs kiwipiepy: pip install kiwipiepy."
+                    "Korean sentence splitting needs kiwipiepy: pip install kiwipiepy"
                 ) from error
             self._kiwi_instance = Kiwi(num_workers=self._num_workers)
         return self._kiwi_instance
@@ -633,15 +633,15 @@ def _drive(
 def _resolve_budget(counter: TokenCounter, settings: ChunkSettings) -> int:
     """The token budget of one passage; raises ConfigError for settings that cannot work."""
     if settings.max_tokens is not None and settings.max_tokens < 1:
-        raise ConfigError(f"chunk max_tokens must be positive, got {settings.max_tokens}.")
+        raise ConfigError(f"chunk max_tokens must be positive, got {settings.max_tokens}")
     if settings.overlap < 0:
-        raise ConfigError(f"chunk overlap must be 0 or more tokens, got {settings.overlap}.")
+        raise ConfigError(f"chunk overlap must be 0 or more tokens, got {settings.overlap}")
     if settings.max_tokens is None:
         budget = min(counter.max_tokens, _DEFAULT_CAP)
     elif settings.max_tokens > counter.max_tokens:
         raise ConfigError(
             f"chunk max_tokens {settings.max_tokens} exceeds the model's limit of "
-            f"{counter.max_tokens} tokens."
+            f"{counter.max_tokens} tokens"
         )
     else:
         budget = settings.max_tokens
@@ -649,12 +649,12 @@ def _resolve_budget(counter: TokenCounter, settings: ChunkSettings) -> int:
     if budget < overhead + _MIN_ROOM:
         raise ConfigError(
             f"chunk max_tokens {budget} leaves too little room for text after the model's "
-            f"{overhead} prompt and special tokens; use at least {overhead + _MIN_ROOM}."
+            f"{overhead} prompt and special tokens; use at least {overhead + _MIN_ROOM}"
         )
     if settings.enabled and settings.overlap >= budget - overhead:
         raise ConfigError(
             f"chunk overlap {settings.overlap} must be smaller than the {budget - overhead} "
-            f"tokens of text a passage of max_tokens {budget} can hold."
+            f"tokens of text a passage of max_tokens {budget} can hold"
         )
     return budget
 

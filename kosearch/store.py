@@ -46,7 +46,7 @@ def parse_metric(metric: Metric | str) -> Metric:
         return Metric(metric)
     except ValueError:
         choices = ", ".join(m.value for m in Metric)
-        raise ConfigError(f"Unknown metric {metric!r}; choose one of {choices}.") from None
+        raise ConfigError(f"unknown metric {metric!r}; choose one of {choices}") from None
 
 
 class VectorStore:
@@ -93,7 +93,7 @@ class VectorStore:
             index = faiss.index_factory(dim, factory, _faiss_metric(parsed))
         except RuntimeError as error:
             raise ConfigError(
-                f"FAISS cannot build an index from the factory string {factory!r}."
+                f"FAISS cannot build an index from the factory string {factory!r}"
             ) from error
         return cls(index, parsed, factory)
 
@@ -218,7 +218,7 @@ class VectorStore:
         try:
             faiss.write_index(self._index, str(path))
         except RuntimeError as error:
-            raise ConfigError(f"Cannot write the vector index {path}: {_reason(error)}.") from error
+            raise ConfigError(f"cannot write the vector index {path}: {_reason(error)}") from error
         return path.stat().st_size
 
     @classmethod
@@ -264,13 +264,13 @@ class VectorStore:
                 index = faiss.read_index(str(path))
             except RuntimeError as error:
                 raise IndexFormatError(
-                    f"{path} is not a readable FAISS index ({_reason(error)})."
+                    f"{path} is not a readable FAISS index ({_reason(error)})"
                 ) from error
         if index.metric_type != _faiss_metric(parsed):
             stored = "l2" if index.metric_type == faiss.METRIC_L2 else "inner-product (cosine, ip)"
             raise IndexFormatError(
                 f"{path} holds vectors for the {stored} metric, not {parsed.value}; "
-                "the index is inconsistent."
+                "the index is inconsistent"
             )
         described = factory if factory is not None else _describe(index)
         return cls(index, parsed, described, mapped=mapped)
@@ -315,7 +315,7 @@ class PassageWriter:
         try:
             self._writer: Any = pq.ParquetWriter(self.path, _schema(), compression="zstd")
         except OSError as error:
-            raise ConfigError(f"Cannot write the passage table {self.path}: {error}.") from error
+            raise ConfigError(f"cannot write the passage table {self.path}: {error}") from error
         self._pending: dict[str, list[Any]] = {name: [] for name in COLUMNS}
         self._rows = 0
         self._closed = False
@@ -443,21 +443,21 @@ class PassageTable:
             table = pq.read_table(path)
         except (pa.ArrowException, OSError) as error:
             raise IndexFormatError(
-                f"{path} is not a readable Parquet file ({_reason(error)})."
+                f"{path} is not a readable Parquet file ({_reason(error)})"
             ) from error
         missing = [name for name in COLUMNS if name not in table.column_names]
         if missing:
             raise IndexFormatError(
-                f"{path} lacks the column(s) {', '.join(missing)}; the index is corrupt."
+                f"{path} lacks the column(s) {', '.join(missing)}; the index is corrupt"
             )
         try:
             table = table.select(list(COLUMNS)).cast(_schema())
         except (pa.ArrowException, ValueError) as error:
             raise IndexFormatError(
-                f"{path} has columns of the wrong type ({_reason(error)})."
+                f"{path} has columns of the wrong type ({_reason(error)})"
             ) from error
         if any(column.null_count for column in table.columns):
-            raise IndexFormatError(f"{path} has empty (null) cells; the index is corrupt.")
+            raise IndexFormatError(f"{path} has empty (null) cells; the index is corrupt")
         return cls(table, path)
 
     def __len__(self) -> int:
@@ -515,7 +515,7 @@ class PassageTable:
         try:
             pq.write_table(self._table, path, compression="zstd", row_group_size=ROW_GROUP_ROWS)
         except OSError as error:
-            raise ConfigError(f"Cannot write the passage table {path}: {error}.") from error
+            raise ConfigError(f"cannot write the passage table {path}: {error}") from error
         return len(self)
 
 
@@ -542,7 +542,7 @@ def _encode_meta(meta: Mapping[str, Any], doc_id: str) -> str:
         return json.dumps(dict(meta), ensure_ascii=False)
     except (TypeError, ValueError) as error:
         raise CorpusError(
-            f"The fields of document {doc_id!r} cannot be stored as JSON: {error}."
+            f"the fields of document {doc_id!r} cannot be stored as JSON: {error}"
         ) from error
 
 
@@ -558,12 +558,12 @@ def _checked_rows(rows: Sequence[int], n: int) -> NDArray[np.int64]:
 def _check_file(path: Path, expected_bytes: int | None) -> None:
     """Raise IndexFormatError if ``path`` is missing or not ``expected_bytes`` long."""
     if not path.is_file():
-        raise IndexFormatError(f"The index at {path.parent} is incomplete: {path.name} is missing.")
+        raise IndexFormatError(f"the index at {path.parent} is incomplete: {path.name} is missing")
     size = path.stat().st_size
     if expected_bytes is not None and size != expected_bytes:
         raise IndexFormatError(
             f"{path} is {size} bytes but should be {expected_bytes}; "
-            "the index is truncated or corrupt."
+            "the index is truncated or corrupt"
         )
 
 
