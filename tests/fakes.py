@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from kosearch.types import Document
+
 
 def _bucket(gram: str, dim: int) -> tuple[int, float]:
     digest = hashlib.blake2b(gram.encode("utf-8"), digest_size=8).digest()
@@ -75,3 +77,14 @@ class HashEncoder:
             single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 1), ("[SEP]", 2)]
         )
         return tok
+
+
+# Six short Korean documents on distinct topics, shared by the index and server tests.
+SAMPLE_DOCS = [
+    Document("seoul", "서울은 대한민국의 수도이다. 서울에는 한강이 흐른다.", "서울", {"category": "지리"}),
+    Document("busan", "부산은 대한민국 제2의 도시이며 해운대 해수욕장으로 유명하다.", "부산", {"n": 2}),
+    Document("kimchi", "김치는 배추와 고춧가루로 담그는 한국의 전통 발효 음식이다.", "김치"),
+    Document("hangul", "한글은 세종대왕이 1443년에 창제한 문자로 훈민정음이라고도 부른다.", "한글"),
+    Document("gpu", "GPU는 그래픽 처리 장치로 딥러닝 학습을 빠르게 해 준다.", "GPU"),
+    Document("jeju", "제주도는 화산섬으로 한라산과 올레길이 유명한 관광지이다.", ""),
+]

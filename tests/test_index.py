@@ -10,21 +10,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import SAMPLE_DOCS, HashEncoder
 
-from kosearch import ConfigError, CorpusError, Document, IndexFormatError, IndexNotFoundError
-from kosearch import ModelMismatchError
+from kosearch import (
+    ConfigError,
+    CorpusError,
+    Document,
+    IndexFormatError,
+    IndexNotFoundError,
+    ModelMismatchError,
+)
 from kosearch.chunk import ChunkSettings
 from kosearch.index import Index
-from fakes import HashEncoder
 
-DOCS = [
-    Document("seoul", "서울은 대한민국의 수도이다. 서울에는 한강이 흐른다.", "서울", {"category": "지리"}),
-    Document("busan", "부산은 대한민국 제2의 도시이며 해운대 해수욕장으로 유명하다.", "부산", {"n": 2}),
-    Document("kimchi", "김치는 배추와 고춧가루로 담그는 한국의 전통 발효 음식이다.", "김치"),
-    Document("hangul", "한글은 세종대왕이 1443년에 창제한 문자로 훈민정음이라고도 부른다.", "한글"),
-    Document("gpu", "GPU는 그래픽 처리 장치로 딥러닝 학습을 빠르게 해 준다.", "GPU"),
-    Document("jeju", "제주도는 화산섬으로 한라산과 올레길이 유명한 관광지이다.", ""),
-]
+DOCS = SAMPLE_DOCS
 
 
 @pytest.fixture()
