@@ -1,0 +1,69 @@
+"""An interrupted or killed `kosearch index` leaves the existing index loadable and unchanged."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kosearch.index import Index
+from tinymodels import korean_sentences
+
+pytestmark = pytest.mark.st
+
+
+def _corpus(path: Path, n: int, tag: str) -> Path:
+    sentences = korean_sentences(n, seed=5)
+    with path.open("w", encoding="utf-8") as f:
+        for i, text in enumerate(sentences):
+            f.write(json.dumps({"id": f"{tag}{i}", "text": text}, ensure_ascii=False) + "\n")
+    return path
+
+
+def _snapshot(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def _index_command(corpus: Path, out: Path, model: Path) -> list[str]:
+    return [sys.executable, "-m", "kosearch", "-q", "index", str(corpus), "-o", str(out),
+            "--model", str(model)]
+
+
+def test_killed_or_interrupted_index_keeps_the_old_index(tmp_path: Path, tiny_xlmr_dir: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    out = tmp_path / "idx"
+    old = _corpus(tmp_path / "old.jsonl", 30, "old")
+    subprocess.run(_index_command(old, out, tiny_xlmr_dir), check=True, env=env,
+                   capture_output=True)
+    before = _snapshot(out)
+    new = _corpus(tmp_path / "new.jsonl", 3000, "new")
+    rng = random.Random(1338)
+    outcomes = []
+    for sig in (signal.SIGKILL, signal.SIGINT, signal.SIGKILL):
+        proc = subprocess.Popen(_index_command(new, out, tiny_xlmr_dir), env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(3.0, 13.0))  # a full run takes ~15 s: import, chunk, encode, BM25
+        proc.send_signal(sig)
+        stderr = proc.communicate(timeout=120)[1].decode("utf-8", "replace")
+        outcomes.append(proc.returncode)
+        after = _snapshot(out)
+        if after != before:  # the new build finished before the signal: it must be complete
+            assert proc.returncode == 0, stderr
+            assert Index.load(out).manifest.counts["documents"] == 3000
+            before = after
+        else:
+            assert proc.returncode != 0
+            assert "Traceback" not in stderr
+        index = Index.load(out)  # always loadable
+        assert len(index) in (30, 3000)
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith("idx.")]
+    # temporaries of killed writers are removed by the next writer; at most the last remains
+    assert len(leftovers) <= 1, leftovers
+    assert any(code != 0 for code in outcomes)
