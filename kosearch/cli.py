@@ -317,8 +317,9 @@ def eval_group() -> None:
               help="Sentences per encoder batch.")
 @click.option("--device", default=None, help="cpu, cuda, mps (default: auto).")
 @click.option("--json", "as_json", is_flag=True, help="The eight figures as JSON (in [-1, 1]).")
-def eval_sts_cmd(pairs: str, model: str | None, batch_size: int, device: str | None,
-                 as_json: bool) -> None:
+@click.pass_obj
+def eval_sts_cmd(obj: dict[str, Any], pairs: str, model: str | None, batch_size: int,
+                 device: str | None, as_json: bool) -> None:
     """KorSTS-style evaluation of PAIRS (TSV or JSONL with sentence1, sentence2, score, or a
     folder holding pairs.tsv): Pearson and Spearman for cosine, euclidean, manhattan and dot
     similarity, x100 as the Korean SBERT model cards report them."""
@@ -330,7 +331,7 @@ def eval_sts_cmd(pairs: str, model: str | None, batch_size: int, device: str | N
     data = load_sts(pairs)
     encoder = SentenceTransformerEncoder(model or DEFAULT_MODEL, device=device,
                                          batch_size=batch_size)
-    figures = evaluate_sts(encoder, data)
+    figures = evaluate_sts(encoder, data, progress=not obj["quiet"])
     if as_json:
         click.echo(json.dumps({"model": encoder.name, "pairs": len(data), "sts_prompt":
                                encoder.sts_prompt, **figures}, ensure_ascii=False))

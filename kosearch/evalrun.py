@@ -35,14 +35,27 @@ STS_ORDER = (
 )
 
 
-def evaluate_sts(encoder: SentenceTransformerEncoder, pairs: StsPairs) -> dict[str, float]:
+def evaluate_sts(
+    encoder: SentenceTransformerEncoder, pairs: StsPairs, *, progress: bool = False
+) -> dict[str, float]:
     """The eight model-card figures (Pearson/Spearman × cosine/euclidean/manhattan/dot).
 
     Both sentences get the model's symmetric (STS) prompt: none for SBERT models, ``query: ``
     for the e5 family (see :attr:`SentenceTransformerEncoder.sts_prompt`).
     """
-    emb1 = encoder.encode_symmetric(pairs.sentences1)
-    emb2 = encoder.encode_symmetric(pairs.sentences2)
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    texts = [*pairs.sentences1, *pairs.sentences2]
+    step = 256
+    with tqdm(total=len(texts), desc="encoding sentences", unit=" sentences", file=sys.stderr,
+              disable=not progress, dynamic_ncols=True) as bar:
+        parts = []
+        for start in range(0, len(texts), step):
+            parts.append(encoder.encode_symmetric(texts[start : start + step]))
+            bar.update(len(parts[-1]))
+    embeddings = np.vstack(parts)
+    emb1, emb2 = embeddings[: len(pairs)], embeddings[len(pairs) :]
     figures = sts_correlations(emb1, emb2, pairs.scores)
     return {name: figures[name] for name in STS_ORDER}
 
