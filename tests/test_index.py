@@ -340,3 +340,15 @@ def test_no_chunk_reports_documents_longer_than_the_model_limit(
     assert index.manifest.counts["passages"] == len(docs)
     assert "1 document(s) are longer than the model's 64-token limit" in caplog.text
     assert index.search("단어199", k=1, mode="dense", passages=True)[0].text == long_text
+
+
+def test_in_memory_index_saves_and_loads(tmp_path: Path, encoder: HashEncoder) -> None:
+    index = Index.build(DOCS, encoder=encoder)
+    with pytest.raises(ConfigError, match="give save\\(\\) a path"):
+        index.save()
+    index.save(tmp_path / "saved")
+    loaded = Index.load(tmp_path / "saved", encoder=encoder)
+    assert loaded.search("김치 배추", k=3) == index.search("김치 배추", k=3)
+    loaded.save()  # back to where it came from, over its own memory-mapped files
+    again = Index.load(tmp_path / "saved", encoder=encoder)
+    assert again.search("서울 한강", k=4) == index.search("서울 한강", k=4)
