@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from kosearch.index import Index
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger(f"{__name__}.access")  # JSON lines only: one per request
 
 ENV_SETTINGS = "KOSEARCH_SERVE_SETTINGS"  # how `serve` hands its settings to worker processes
 OPEN_PATHS = frozenset({"/health"})  # reachable without the API key
@@ -122,7 +123,7 @@ def create_app(
     _add_routes(app, index, batcher, _models(max_k, max_query_chars, max_batch))
     app.add_middleware(Gate, api_key=api_key, max_body_bytes=max_body_bytes, open_paths=OPEN_PATHS)
     # added last, so outermost: 401 and 413 answers are logged too
-    app.add_middleware(AccessLog, logger=log, log_queries=log_queries)
+    app.add_middleware(AccessLog, logger=access_log, log_queries=log_queries)
     return app
 
 

@@ -225,7 +225,8 @@ def test_access_log_is_one_json_line_without_query_text(
     with TestClient(create_app(index)) as c, caplog.at_level(logging.INFO, "kosearch.server"):
         c.post("/search/batch", json={"queries": ["비밀 질문", "서울"]})
         c.post("/search", json={"query": "x", "k": 0})
-    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "kosearch.server"]
+    lines = [json.loads(r.getMessage()) for r in caplog.records
+             if r.name == "kosearch.server.access"]
     assert lines[0]["method"] == "POST" and lines[0]["path"] == "/search/batch"
     assert lines[0]["status"] == 200 and lines[0]["queries"] == 2 and lines[0]["ms"] >= 0
     assert lines[1]["status"] == 422 and lines[1]["queries"] == 0
@@ -236,7 +237,8 @@ def test_access_log_can_include_queries(index: Index, caplog: pytest.LogCaptureF
     with TestClient(create_app(index, log_queries=True)) as c, \
             caplog.at_level(logging.INFO, "kosearch.server"):
         c.post("/search", json={"query": "비밀 질문"})
-    assert json.loads(caplog.records[-1].getMessage())["query"] == ["비밀 질문"]
+    access = [r for r in caplog.records if r.name == "kosearch.server.access"]
+    assert json.loads(access[-1].getMessage())["query"] == ["비밀 질문"]
 
 
 # ---------------------------------------------------------------------------- concurrency
