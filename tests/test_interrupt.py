@@ -54,8 +54,9 @@ def test_killed_or_interrupted_index_keeps_the_old_index(tmp_path: Path, tiny_xl
         stderr = proc.communicate(timeout=120)[1].decode("utf-8", "replace")
         outcomes.append(proc.returncode)
         after = _snapshot(out)
-        if after != before:  # the new build finished before the signal: it must be complete
-            assert proc.returncode == 0, stderr
+        if after != before:
+            # the new index was swapped in before the signal (the process may still have been
+            # killed on its way out): it must be the complete new index
             assert Index.load(out).manifest.counts["documents"] == 3000
             before = after
         else:
