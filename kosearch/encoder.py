@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from kosearch.errors import ConfigError, ModelLoadError
-from kosearch.hub import apply_max_tokens, as_list, load_model, select_device
+from kosearch.errors import ModelLoadError
+from kosearch.hub import apply_max_tokens, as_list, check_sizes, load_model, select_device
 from kosearch.models import ModelSpec, lookup
 
 if TYPE_CHECKING:
@@ -105,10 +105,7 @@ class SentenceTransformerEncoder:
         passage_prompt: str | None = None,
         max_tokens: int | None = None,
     ) -> None:
-        if batch_size < 1:
-            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
-        if max_tokens is not None and max_tokens < 1:
-            raise ConfigError(f"max tokens must be at least 1, got {max_tokens}")
+        check_sizes(batch_size, max_tokens)
         self.name = model
         self.batch_size = batch_size
         self.device = select_device(device)

@@ -59,6 +59,14 @@ def select_device(preferred: str | None = None) -> str:
     return choice
 
 
+def check_sizes(batch_size: int, max_tokens: int | None) -> None:
+    """Validate the batch size and token limit every model wrapper accepts."""
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+    if max_tokens is not None and max_tokens < 1:
+        raise ConfigError(f"max tokens must be at least 1, got {max_tokens}")
+
+
 def as_list(texts: Sequence[str]) -> list[str]:
     """The texts as a list; a bare string is a programmer error, not a one-item batch."""
     if isinstance(texts, str):

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from kosearch.errors import ConfigError, ModelLoadError
-from kosearch.hub import apply_max_tokens, as_list, load_model, select_device
+from kosearch.errors import ModelLoadError
+from kosearch.hub import apply_max_tokens, as_list, check_sizes, load_model, select_device
 
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder
@@ -78,10 +78,7 @@ class CrossEncoderReranker:
         batch_size: int = 32,
         max_tokens: int | None = None,
     ) -> None:
-        if batch_size < 1:
-            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
-        if max_tokens is not None and max_tokens < 1:
-            raise ConfigError(f"max tokens must be at least 1, got {max_tokens}")
+        check_sizes(batch_size, max_tokens)
         import torch
 
         self.name = model
