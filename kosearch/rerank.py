@@ -87,9 +87,7 @@ class CrossEncoderReranker:
         logger.info("loading reranker %s on %s", model, self.device)
         self._model = _load_cross_encoder(model, self.device)
         _check_is_cross_encoder(self._model, model)
-        # The helper only touches what every sentence-transformers model has (max_seq_length,
-        # transformers_model), though it is annotated for SentenceTransformer.
-        self.max_tokens = apply_max_tokens(self._model, max_tokens)  # type: ignore[arg-type]
+        self.max_tokens = apply_max_tokens(self._model, max_tokens)
         self._identity = torch.nn.Identity()
 
     def __repr__(self) -> str:
