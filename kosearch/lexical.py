@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 
 from kosearch.errors import ConfigError, IndexFormatError, MissingDependencyError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 adds the per-row term ids (terms.npy, terms_indptr.npy) used by updates
 METHOD = "lucene"
 
 #: The part-of-speech tags Kiwi emits here (no ``W_*`` tags: URL/e-mail extraction is off),
@@ -259,6 +259,50 @@ def _top_k(scores: NDArray[np.float64], k: int) -> list[tuple[int, float]]:
     return [(int(r), float(scores[r])) for r in rows[order]]
 
 
+def _analyze(
+    texts: Iterable[str],
+    analyzer: Analyzer,
+    vocab: dict[str, int],
+    batch_size: int,
+    on_batch: Callable[[int], None] | None,
+) -> list[list[int]]:
+    """Term ids per text, growing ``vocab`` with new terms."""
+    docs: list[list[int]] = []
+    for batch in _batches(texts, batch_size):
+        for terms in analyzer.tokenize(batch):
+            docs.append([vocab.setdefault(t, len(vocab)) for t in terms])
+        if on_batch is not None:
+            on_batch(len(batch))
+    return docs
+
+
+class DocTerms:
+    """Each row's term ids (with repeats) in CSR form: row ``i`` is ``ids[indptr[i]:indptr[i+1]]``.
+
+    Kept beside the score matrix so that an update re-scores kept rows without analyzing them
+    again. Loaded memory-mapped: searches never touch it.
+    """
+
+    def __init__(self, ids: NDArray[np.int32], indptr: NDArray[np.int64]) -> None:
+        self.ids = ids
+        self.indptr = indptr
+
+    @classmethod
+    def from_lists(cls, docs: list[list[int]]) -> DocTerms:
+        lengths = np.fromiter((len(d) for d in docs), dtype=np.int64, count=len(docs))
+        indptr = np.zeros(len(docs) + 1, np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        ids = np.fromiter((t for d in docs for t in d), dtype=np.int32, count=int(indptr[-1]))
+        return cls(ids, indptr)
+
+    def lists(self, rows: Sequence[int] | NDArray[np.integer[Any]], num_docs: int) -> list[list[int]]:
+        keys = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if keys.size and (keys.min() < 0 or keys.max() >= num_docs):
+            raise IndexError(f"a kept row is out of range for {num_docs} rows")
+        ids, indptr = self.ids, self.indptr
+        return [ids[indptr[r]:indptr[r + 1]].tolist() for r in keys.tolist()]
+
+
 class LexicalIndex:
     """A BM25 index over analyzed passages; row ``i`` is the ``i``-th text given to :meth:`build`.
 
@@ -279,6 +323,7 @@ class LexicalIndex:
         *,
         k1: float,
         b: float,
+        terms: DocTerms | None = None,
     ) -> None:
         self._analyzer = analyzer
         self._vocab = vocab
@@ -286,6 +331,7 @@ class LexicalIndex:
         self._num_docs = num_docs
         self._k1 = k1
         self._b = b
+        self._terms = terms
 
     @classmethod
     def build(
@@ -323,14 +369,44 @@ class LexicalIndex:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         analyzer = analyzer if analyzer is not None else MorphemeAnalyzer()
         vocab: dict[str, int] = {}
-        docs: list[list[int]] = []
-        for batch in _batches(texts, batch_size):
-            for terms in analyzer.tokenize(batch):
-                docs.append([vocab.setdefault(t, len(vocab)) for t in terms])
-            if on_batch is not None:
-                on_batch(len(batch))
+        docs = _analyze(texts, analyzer, vocab, batch_size, on_batch)
+        return cls._scored(analyzer, vocab, docs, k1=k1, b=b)
+
+    @classmethod
+    def _scored(
+        cls, analyzer: Analyzer, vocab: dict[str, int], docs: list[list[int]], *, k1: float, b: float
+    ) -> LexicalIndex:
         arrays = _score_matrix(docs, len(vocab), k1, b)
-        return cls(analyzer, vocab, arrays, len(docs), k1=k1, b=b)
+        return cls(analyzer, vocab, arrays, len(docs), k1=k1, b=b, terms=DocTerms.from_lists(docs))
+
+    def updated(
+        self,
+        keep: Sequence[int] | NDArray[np.integer[Any]],
+        texts: Iterable[str],
+        *,
+        batch_size: int = 4096,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> LexicalIndex:
+        """A new index over the rows ``keep`` (in that order) followed by ``texts``.
+
+        Kept rows are not analyzed again: their stored term ids are reused, and only ``texts``
+        go through the analyzer. Every score is recomputed, since BM25 depends on the whole
+        collection (document frequencies, average length). The vocabulary only grows, so the
+        term ids of kept rows stay valid.
+
+        Raises:
+            IndexFormatError: If this index was saved without per-row terms (format 1); rebuild it.
+            IndexError: If a row in ``keep`` is out of range.
+        """
+        if self._terms is None:
+            raise IndexFormatError(
+                "this lexical index was written by an older kosearch without per-passage terms, "
+                "so it cannot be updated; rebuild the index"
+            )
+        vocab = dict(self._vocab)
+        docs = self._terms.lists(keep, self._num_docs)
+        docs += _analyze(texts, self._analyzer, vocab, batch_size, on_batch)
+        return self._scored(self._analyzer, vocab, docs, k1=self._k1, b=self._b)
 
     @property
     def analyzer(self) -> Analyzer:
@@ -394,6 +470,8 @@ class LexicalIndex:
         terms = sorted(self._vocab, key=self._vocab.__getitem__)
         (directory / "vocab.json").write_text(json.dumps(terms, ensure_ascii=False), "utf-8")
         arrays = {"data": self._data, "indices": self._indices, "indptr": self._indptr}
+        if self._terms is not None:
+            arrays |= {"terms": self._terms.ids, "terms_indptr": self._terms.indptr}
         for name, array in arrays.items():
             np.save(directory / f"{name}.npy", array, allow_pickle=False)
 
@@ -422,7 +500,11 @@ class LexicalIndex:
                 f"({str(e).rstrip('.')})."
             ) from e
         vocab = {t: i for i, t in enumerate(terms)}
-        return cls(analyzer, vocab, arrays, header["num_docs"], k1=header["k1"], b=header["b"])
+        doc_terms = _read_doc_terms(directory, header["num_docs"], header["num_terms"])
+        return cls(
+            analyzer, vocab, arrays, header["num_docs"], k1=header["k1"], b=header["b"],
+            terms=doc_terms,
+        )
 
 
 def _read_json(path: Path) -> Any:
@@ -504,3 +586,24 @@ def _read_arrays(
     if problem:
         raise IndexFormatError(f"the lexical index in {directory} is corrupt: {problem}.")
     return data, indices, indptr
+
+
+def _read_doc_terms(directory: Path, num_docs: int, num_terms: int) -> DocTerms | None:
+    """The per-row term ids (memory-mapped), or None for a format-1 index without them."""
+    paths = [directory / "terms.npy", directory / "terms_indptr.npy"]
+    if not all(p.is_file() for p in paths):
+        return None
+    try:
+        ids, indptr = (np.load(p, mmap_mode="r", allow_pickle=False) for p in paths)
+    except (OSError, ValueError, EOFError) as e:
+        raise IndexFormatError(f"the lexical index in {directory} has an unreadable terms file ({e}).") from e
+    if (
+        ids.ndim != 1 or ids.dtype.kind != "i" or indptr.ndim != 1 or indptr.dtype.kind != "i"
+        or indptr.size != num_docs + 1 or (indptr.size and indptr[-1] != ids.size)
+        or (ids.size and (int(ids.max()) >= num_terms or int(ids.min()) < 0))
+    ):
+        raise IndexFormatError(
+            f"the lexical index in {directory} is corrupt: terms.npy and terms_indptr.npy do not "
+            "match the index."
+        )
+    return DocTerms(ids, indptr)

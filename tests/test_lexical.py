@@ -285,7 +285,7 @@ def test_save_load_round_trip(tmp_path: Path, make: type) -> None:
 def test_saved_files_are_json_and_plain_npy(tmp_path: Path, index: LexicalIndex) -> None:
     index.save(tmp_path)
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == sorted(FILES)
+    assert names == sorted([*FILES, "terms.npy", "terms_indptr.npy"])
     for name in names:
         if name.endswith(".json"):
             json.loads((tmp_path / name).read_text("utf-8"))
@@ -293,7 +293,7 @@ def test_saved_files_are_json_and_plain_npy(tmp_path: Path, index: LexicalIndex)
             array = np.load(tmp_path / name, allow_pickle=False)
             assert array.dtype != object
     header = json.loads((tmp_path / "config.json").read_text("utf-8"))
-    assert header["format_version"] == 1 and header["tokenizer"]["tags"] == sorted(DEFAULT_TAGS)
+    assert header["format_version"] == 2 and header["tokenizer"]["tags"] == sorted(DEFAULT_TAGS)
 
 
 @pytest.mark.parametrize("name", FILES)
@@ -342,3 +342,36 @@ def test_inconsistent_config_is_a_format_error(
     with pytest.raises(IndexFormatError) as info:
         LexicalIndex.load(tmp_path)
     assert str(info.value).endswith(".") and "\n" not in str(info.value)
+
+
+def test_update_equals_a_fresh_build_of_the_same_rows(analyzer: MorphemeAnalyzer, tmp_path: Path) -> None:
+    original = LexicalIndex.build(DOCS, analyzer=analyzer, k1=0.9, b=0.4)
+    original.save(tmp_path / "lexical")
+    loaded = LexicalIndex.load(tmp_path / "lexical")
+    keep = [5, 0, 3]
+    added = ["부산 해운대에서 열린 영화제", "서울 지하철 노선이 늘었다"]
+    updated = loaded.updated(keep, added)
+    fresh = LexicalIndex.build([DOCS[r] for r in keep] + added, analyzer=analyzer, k1=0.9, b=0.4)
+    queries = [q for q, _ in CASES] + ["해운대 영화제", "지하철"]
+    assert len(updated) == len(keep) + len(added)
+    for got, want in zip(updated.search(queries, k=10), fresh.search(queries, k=10)):
+        assert [r for r, _ in got] == [r for r, _ in want]
+        assert [s for _, s in got] == pytest.approx([s for _, s in want], rel=1e-6)
+    assert updated.search(["해운대 영화제"], k=1)[0][0][0] == len(keep)
+
+
+def test_update_without_stored_terms_asks_for_a_rebuild(tmp_path: Path, index: LexicalIndex) -> None:
+    index.save(tmp_path)
+    (tmp_path / "terms.npy").unlink()
+    (tmp_path / "terms_indptr.npy").unlink()
+    old = LexicalIndex.load(tmp_path)
+    assert old.search(["서울"], k=3) == index.search(["서울"], k=3)
+    with pytest.raises(IndexFormatError, match="rebuild"):
+        old.updated([0], ["새 문서"])
+
+
+def test_corrupt_terms_file_is_a_format_error(tmp_path: Path, index: LexicalIndex) -> None:
+    index.save(tmp_path)
+    np.save(tmp_path / "terms_indptr.npy", np.array([0, 1], np.int64), allow_pickle=False)
+    with pytest.raises(IndexFormatError, match="terms"):
+        LexicalIndex.load(tmp_path)
