@@ -33,7 +33,9 @@ __all__ = ["PASSAGES_FILE", "VECTORS_FILE", "PassageTable", "PassageWriter", "Ve
 PASSAGES_FILE = "passages.parquet"
 VECTORS_FILE = "vectors.faiss"
 ROW_GROUP_ROWS = 8192
-COLUMNS = ("doc_id", "chunk", "text", "title", "start", "end", "meta")
+COLUMNS = ("doc_id", "chunk", "text", "title", "start", "end", "meta", "hash")
+#: Columns an index written before content hashes may lack (filled with "" = unknown).
+OPTIONAL_COLUMNS = ("hash",)
 
 
 def parse_metric(metric: Metric | str) -> Metric:
@@ -320,8 +322,13 @@ class PassageWriter:
         self._rows = 0
         self._closed = False
 
-    def append(self, passages: Sequence[Passage], metas: Sequence[Mapping[str, Any]]) -> None:
-        """Add passages with their documents' meta fields (one mapping per passage).
+    def append(
+        self,
+        passages: Sequence[Passage],
+        metas: Sequence[Mapping[str, Any]],
+        hashes: Sequence[str] | None = None,
+    ) -> None:
+        """Add passages with their documents' meta fields and content hashes (one per passage).
 
         Raises:
             CorpusError: If a meta mapping is not JSON-serializable.
@@ -329,8 +336,11 @@ class PassageWriter:
         """
         if self._closed:
             raise ValueError("the passage writer is closed")
-        if len(passages) != len(metas):
-            raise ValueError(f"got {len(passages)} passages but {len(metas)} metas")
+        hashes = [""] * len(passages) if hashes is None else hashes
+        if not len(passages) == len(metas) == len(hashes):
+            raise ValueError(
+                f"got {len(passages)} passages but {len(metas)} metas and {len(hashes)} hashes"
+            )
         encoded = [_encode_meta(meta, passage.doc_id) for passage, meta in zip(passages, metas)]
         pending = self._pending  # extended only once every meta encoded, so a failure adds nothing
         pending["doc_id"] += [p.doc_id for p in passages]
@@ -340,6 +350,7 @@ class PassageWriter:
         pending["start"] += [p.start for p in passages]
         pending["end"] += [p.end for p in passages]
         pending["meta"] += encoded
+        pending["hash"] += list(hashes)
         while len(pending["doc_id"]) >= ROW_GROUP_ROWS:
             self._flush(ROW_GROUP_ROWS)
 
@@ -389,7 +400,8 @@ class PassageTable:
     """Row-aligned passage records, stored as Parquet (zstd, row groups of 8192).
 
     Columns: ``doc_id`` string, ``chunk`` int32, ``text``, ``title`` strings, ``start``,
-    ``end`` int64 and ``meta`` (the document's other fields as JSON text).
+    ``end`` int64, ``meta`` (the document's other fields as JSON text) and ``hash`` (the
+    document's content hash, which tells an update whether to re-encode it; "" if unknown).
 
     Example:
         >>> table = PassageTable.from_passages([Passage("d1", 0, "안녕", 0, 2)], [{"k": 1}])
@@ -424,6 +436,7 @@ class PassageTable:
             "start": [p.start for p in passages],
             "end": [p.end for p in passages],
             "meta": [_encode_meta(m, p.doc_id) for p, m in zip(passages, metas)],
+            "hash": [""] * len(passages),
         }
         return cls(pa.Table.from_pydict(columns, schema=_schema()))
 
@@ -445,6 +458,9 @@ class PassageTable:
             raise IndexFormatError(
                 f"{path} is not a readable Parquet file ({_reason(error)})"
             ) from error
+        for name in OPTIONAL_COLUMNS:
+            if name not in table.column_names:
+                table = table.append_column(name, pa.array([""] * table.num_rows, pa.string()))
         missing = [name for name in COLUMNS if name not in table.column_names]
         if missing:
             raise IndexFormatError(
@@ -532,6 +548,7 @@ def _schema() -> pa.Schema:
             ("start", pa.int64()),
             ("end", pa.int64()),
             ("meta", pa.string()),
+            ("hash", pa.string()),
         ]
     )
 

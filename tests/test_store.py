@@ -320,6 +320,7 @@ def expected_record(passage: Passage, meta: dict[str, Any]) -> dict[str, Any]:
     return {
         "doc_id": passage.doc_id, "chunk": passage.chunk, "text": passage.text,
         "title": passage.title, "start": passage.start, "end": passage.end, "meta": meta,
+        "hash": "",
     }
 
 
@@ -416,3 +417,17 @@ def test_passage_read_errors_are_index_format_errors(tmp_path: Path) -> None:
     pq.write_table(pa.table({**columns, "chunk": [0], "meta": ["{not json"]}), path)
     with pytest.raises(IndexFormatError, match="row 0"):
         PassageTable.read(tmp_path).rows([0])
+
+
+def test_content_hashes_round_trip_and_old_tables_read_as_unknown(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    passages, metas = make_passages(3)
+    with PassageTable.writer(tmp_path) as writer:
+        writer.append(passages, metas, ["h0", "h1", "h2"])
+        with pytest.raises(ValueError, match="hashes"):
+            writer.append(passages, metas, ["h0"])
+    assert PassageTable.read(tmp_path).column("hash").to_pylist() == ["h0", "h1", "h2"]
+    table = pq.read_table(tmp_path / "passages.parquet").drop_columns(["hash"])
+    pq.write_table(table, tmp_path / "passages.parquet")
+    assert PassageTable.read(tmp_path).column("hash").to_pylist() == ["", "", ""]
