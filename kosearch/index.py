@@ -9,22 +9,29 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import os
 import tempfile
 import threading
 from collections.abc import Iterable, Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+import numpy as np
+
 from kosearch import retrieval
+from kosearch.assemble import EMBEDDINGS_FILE
 from kosearch.atomic import atomic_directory
-from kosearch.errors import ConfigError, IndexFormatError, ModelMismatchError
-from kosearch.indexer import LEXICAL_DIR, IndexSettings, build_into
+from kosearch.errors import ConfigError, IndexFormatError, KosearchError, ModelMismatchError
+from kosearch.indexer import LEXICAL_DIR, IndexSettings, Run, RunMode, UpdateReport
 from kosearch.manifest import MANIFEST_FILE, Manifest, read_manifest
 from kosearch.retrieval import Candidate, Fusion, Mode
 from kosearch.store import PassageTable, VectorStore
 from kosearch.types import Document, Hit
+from kosearch.workdir import WorkDir, work_path
 
 if TYPE_CHECKING:
     from kosearch.encoder import Encoder
@@ -53,6 +60,7 @@ class Index:
         encoder: Encoder | None = None,
         path: Path | None = None,
         device: str | None = None,
+        raw: Any = None,
     ) -> None:
         self.manifest = manifest
         self.store = store
@@ -65,7 +73,10 @@ class Index:
         # Kiwi, the tokenizer and lazy model loading are not safe to share between threads:
         # searches on one Index are serialized (a server batches queued queries instead).
         self._lock = threading.RLock()
+        self._write_lock = threading.Lock()  # one update at a time; searches go on meanwhile
         self._doc_ids = passages.doc_ids()
+        self._raw = raw  # the original vectors of a lossy (PQ/SQ8) index, for updates
+        self.last_report: UpdateReport | None = None  # what the last build or update did
 
     # ------------------------------------------------------------------ building and loading
     @classmethod
@@ -77,9 +88,13 @@ class Index:
         encoder: Encoder | None = None,
         progress: bool = False,
         stdin: TextIO | None = None,
+        restart: bool = False,
         **options: Any,
     ) -> Index:
         """Encode a corpus into a new index, saved atomically at ``path`` when given.
+
+        An interrupted build of file corpora into ``path`` resumes when run again with the same
+        model, settings and files: the encoded passages are checkpointed in ``<path>.partial``.
 
         Args:
             corpus: a file (JSONL, JSONL.gz, CSV, TSV, Parquet), a folder of .txt/.md files,
@@ -89,9 +104,10 @@ class Index:
             encoder: an already loaded encoder (default: load ``options["model"]``).
             progress: show progress bars on stderr.
             stdin: the stream read for ``"-"`` (default ``sys.stdin``).
+            restart: discard the checkpoint of an interrupted build instead of resuming it.
             **options: fields of :class:`~kosearch.indexer.IndexSettings` (model, metric,
                 batch_size, fields, strict, chunking, lexical, device, query_prompt,
-                passage_prompt).
+                passage_prompt, index_type).
 
         Returns:
             The new index, ready to search.
@@ -103,18 +119,25 @@ class Index:
         """
         settings = IndexSettings(**options)
         settings.validated_metric()
-        if encoder is None:
-            encoder = _load_encoder(settings.model, settings)
-        if path is None:
-            with tempfile.TemporaryDirectory(prefix="kosearch-") as tmp:
-                build_into(Path(tmp), corpus, encoder, settings, progress=progress, stdin=stdin)
-                index = cls.load(tmp, encoder=encoder, mmap=False)
-            index.path = None
-            return index
-        target = Path(path)
-        with atomic_directory(target, marker=MANIFEST_FILE) as tmp:
-            build_into(tmp, corpus, encoder, settings, progress=progress, stdin=stdin)
-        return cls.load(target, encoder=encoder)
+        from kosearch.ann import plan_index
+
+        plan_index(settings.index_type, 1, 1)  # an unknown type fails before any work
+        loaded: list[Encoder] = [encoder] if encoder is not None else []
+
+        def get_encoder() -> Encoder:
+            if not loaded:
+                loaded.append(_load_encoder(settings.model, settings))
+            return loaded[0]
+
+        get_encoder()
+        run = Run(corpus, settings, get_encoder, progress=progress, stdin=stdin)
+        target = Path(path) if path is not None else None
+        index, report = _execute(run, target, restart=restart)
+        if index is None:
+            index = cls.load(target, encoder=get_encoder())  # type: ignore[arg-type]
+        index._encoder = get_encoder()
+        index.last_report = report
+        return index
 
     @classmethod
     def load(
@@ -149,11 +172,15 @@ class Index:
 
             lexical = LexicalIndex.load(directory / LEXICAL_DIR)
         _check_counts(directory, manifest, store, passages, lexical)
+        raw = _read_raw(directory, manifest, mmap=mmap)
         if encoder is None and model is not None:
             encoder = _load_encoder(model, None, device=device)
         if encoder is not None:
             check_encoder(manifest, encoder)
-        return cls(manifest, store, passages, lexical, encoder=encoder, path=directory, device=device)
+        return cls(
+            manifest, store, passages, lexical, encoder=encoder, path=directory, device=device,
+            raw=raw,
+        )
 
     def save(self, path: str | os.PathLike[str] | None = None) -> Path:
         """Write the index to ``path`` (default: where it was loaded from), atomically."""
@@ -167,9 +194,95 @@ class Index:
             self.passages.write(tmp)
             if self.lexical is not None:
                 self.lexical.save(tmp / LEXICAL_DIR)
+            if self._raw is not None:
+                np.save(tmp / EMBEDDINGS_FILE, np.asarray(self._raw), allow_pickle=False)
             write_manifest(tmp, self.manifest)
         self.path = target
         return target
+
+    # ------------------------------------------------------------------ updating
+    def add(self, corpus: Any, *, progress: bool = False, **options: Any) -> UpdateReport:
+        """Add new documents; an id the index already holds is an error (see :meth:`upsert`).
+
+        Takes the same ``corpus`` as :meth:`build`. Changes are saved atomically to the index
+        directory right away (in-memory indexes change in memory). Searches on this object keep
+        working during the update and see the new index once it is complete.
+
+        Raises:
+            CorpusError: a document id is already in the index, or the corpus is unreadable.
+        """
+        return self._update(corpus, RunMode.ADD, progress=progress, **options)
+
+    def upsert(
+        self, corpus: Any, *, sync: bool = False, progress: bool = False, **options: Any
+    ) -> UpdateReport:
+        """Add new documents and re-encode changed ones; unchanged ones are not encoded again.
+
+        A document is changed when its title or text differs (content hash); a change of only
+        its other fields updates the stored metadata without encoding. With ``sync=True``,
+        documents the corpus no longer holds are deleted. This is what ``kosearch index`` does
+        on an existing index.
+
+        Args:
+            corpus: as for :meth:`build`.
+            sync: delete the documents missing from ``corpus``.
+            progress: show progress bars on stderr.
+            **options: ``fields``, ``strict``, ``batch_size``, ``device``, ``index_type``,
+                ``restart``, ``stdin``. The model, prompts, metric, chunking and lexical settings
+                are the index's own; to change them, rebuild.
+
+        Returns:
+            What changed.
+        """
+        mode = RunMode.SYNC if sync else RunMode.UPSERT
+        return self._update(corpus, mode, progress=progress, **options)
+
+    def delete(self, ids: Iterable[str]) -> UpdateReport:
+        """Delete documents by id, without encoding anything. Unknown ids are reported, not fatal.
+
+        Returns:
+            What changed; ``report.unknown`` lists the ids the index does not hold.
+        """
+        wanted = [str(i) for i in ids]
+        return self._update(None, RunMode.DELETE, delete_ids=wanted)
+
+    def _update(
+        self,
+        corpus: Any,
+        mode: RunMode,
+        *,
+        progress: bool = False,
+        delete_ids: Sequence[str] = (),
+        restart: bool = False,
+        stdin: TextIO | None = None,
+        **options: Any,
+    ) -> UpdateReport:
+        from kosearch.assemble import Base
+
+        with self._write_lock:
+            settings = _update_settings(self.manifest, options)
+            run = Run(
+                corpus, settings, lambda: self.encoder, mode=mode,
+                base=Base(self.manifest, self.store, self.passages, self.lexical, self._raw),
+                delete_ids=delete_ids, progress=progress, stdin=stdin,
+            )
+            if mode is RunMode.DELETE and not set(delete_ids) & set(self._doc_ids):
+                report = UpdateReport(unknown=tuple(dict.fromkeys(delete_ids)))
+            else:
+                fresh, report = _execute(run, self.path, restart=restart)
+                if fresh is None:
+                    fresh = Index.load(self.path, encoder=self._encoder)  # type: ignore[arg-type]
+                with self._lock:
+                    self.manifest, self.store = fresh.manifest, fresh.store
+                    self.passages, self.lexical = fresh.passages, fresh.lexical
+                    self._doc_ids, self._raw = fresh._doc_ids, fresh._raw
+            if report.unknown:
+                shown = ", ".join(report.unknown[:10])
+                more = f" and {len(report.unknown) - 10} more" if len(report.unknown) > 10 else ""
+                log.warning("%d id(s) are not in the index and were ignored: %s%s",
+                            len(report.unknown), shown, more)
+            self.last_report = report
+            return report
 
     # ------------------------------------------------------------------ the encoder
     @property
@@ -318,7 +431,7 @@ class Index:
         self,
         queries: list[str],
         vectors: Any,
-        mode: Mode,
+        mode: RunMode,
         k: int,
         passages: bool,
         reranker: Reranker | None,
@@ -469,3 +582,120 @@ def _check_counts(
             f"the index at {directory} is inconsistent: vectors have dim {store.dim}, "
             f"the manifest says {manifest.model.dim}; rebuild it"
         )
+
+
+def _read_raw(directory: Path, manifest: Manifest, *, mmap: bool) -> Any:
+    """The original vectors a lossy index keeps in ``embeddings.npy`` (None for other types)."""
+    if not manifest.faiss.get("embeddings"):
+        return None
+    path = directory / EMBEDDINGS_FILE
+    try:
+        raw = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise IndexFormatError(f"{path} is missing or unreadable ({error}); rebuild the index") from None
+    expected = (manifest.counts.get("passages"), manifest.model.dim)
+    if raw.dtype != np.float32 or raw.shape != expected:
+        raise IndexFormatError(
+            f"{path} holds {raw.dtype} vectors of shape {raw.shape}, expected float32 {expected}; "
+            "the index is inconsistent"
+        )
+    return raw
+
+
+#: Settings an update may change; the others are fixed when the index is built.
+_UPDATE_OPTIONS = ("fields", "strict", "batch_size", "device", "index_type")
+
+
+def _update_settings(manifest: Manifest, options: dict[str, Any]) -> IndexSettings:
+    """The settings of an update: the index's own, plus the few an update may change."""
+    from kosearch.chunk import ChunkSettings
+    from kosearch.corpus import Fields
+
+    fixed = sorted(set(options) - set(_UPDATE_OPTIONS))
+    if fixed:
+        raise ConfigError(
+            f"an update cannot change {', '.join(fixed)}: the index keeps the settings it was "
+            "built with; rebuild it to change them"
+        )
+    chunking = {k: manifest.chunking[k] for k in ("max_tokens", "overlap", "enabled")
+                if k in manifest.chunking}
+    settings = IndexSettings(
+        model=manifest.model.name, metric=manifest.metric,
+        fields=Fields(**manifest.fields) if manifest.fields else Fields(),
+        chunking=ChunkSettings(**chunking), lexical=manifest.lexical is not None,
+        query_prompt=manifest.model.query_prompt, passage_prompt=manifest.model.passage_prompt,
+        index_type=manifest.faiss.get("requested") or "flat",
+    )
+    return replace(settings, **{k: v for k, v in options.items() if v is not None})
+
+
+def _execute(run: Run, target: Path | None, *, restart: bool) -> tuple[Index | None, UpdateReport]:
+    """Run ``run`` into ``target`` atomically (resumably when it can), or in memory.
+
+    Returns the loaded in-memory index for ``target=None``, else None (load it from ``target``).
+    """
+    if target is None:
+        with tempfile.TemporaryDirectory(prefix="kosearch-") as tmp:
+            out = Path(tmp) / "index"
+            out.mkdir()
+            _, report = run.execute(out, WorkDir.open(Path(tmp) / "work", {}, restart=True))
+            index = Index.load(out, mmap=False)
+        index.path = None
+        return index, report
+    key = _run_key(run, target)
+    with contextlib.ExitStack() as stack:
+        if key is None:  # stdin or Python objects: nothing to recognise a rerun by
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kosearch-")))
+            work = WorkDir.open(scratch / "work", {}, restart=True)
+        else:
+            work = WorkDir.open(work_path(target), key, restart=restart)
+        try:
+            with atomic_directory(target, marker=MANIFEST_FILE) as tmp:
+                _, report = run.execute(tmp, work)
+        except KosearchError:
+            if work.encoded == 0:
+                work.discard()  # nothing costly to resume; a rerun starts clean
+            raise
+        work.discard()
+    return None, report
+
+
+def _run_key(run: Run, target: Path) -> dict[str, Any] | None:
+    """What identifies a run for resuming: inputs, model, settings and the index it updates."""
+    sources = _source_stamps(run.corpus) if run.mode is not RunMode.DELETE else []
+    if sources is None:
+        return None
+    s = run.settings
+    base = run.base.manifest if run.base is not None else None
+    return {
+        "mode": run.mode.value,
+        "target": str(target.resolve()),
+        "sources": sources,
+        "model": base.model.fingerprint if base is not None else s.model,
+        "prompts": [s.query_prompt, s.passage_prompt],
+        "chunking": asdict(s.chunking),
+        "fields": asdict(s.fields),
+        "strict": s.strict,
+        "base": [base.created, base.updated, base.counts.get("passages")] if base else None,
+        "delete": hashlib.sha256("\n".join(run.delete_ids).encode()).hexdigest(),
+    }
+
+
+def _source_stamps(corpus: Any) -> list[list[Any]] | None:
+    """(path, size, mtime) of every corpus file; None when the corpus is not files on disk."""
+    paths = [corpus] if isinstance(corpus, (str, os.PathLike)) else corpus
+    if not isinstance(paths, (list, tuple)) or not paths:
+        return None
+    stamps: list[list[Any]] = []
+    for item in paths:
+        if not isinstance(item, (str, os.PathLike)) or os.fspath(item) == "-":
+            return None
+        path = Path(item)
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            try:
+                info = file.stat()
+            except OSError:
+                return None  # the reader reports a missing file properly
+            stamps.append([str(file.resolve()), info.st_size, info.st_mtime_ns])
+    return stamps

@@ -1,18 +1,23 @@
-"""Building an index directory from a corpus, streaming, with bounded memory.
+"""Indexing runs: build an index from a corpus, or update one, streaming, resumable.
 
-Two passes over a spool on disk: documents are read and chunked into ``passages.parquet``
-(so no corpus text stays in memory), then the passages are read back in windows, encoded and
-added to the vector store, and tokenized into the lexical index. Everything is written into a
+A run makes two passes over a spool in its work directory (:mod:`kosearch.workdir`): pass 1
+reads the documents, compares each with the index being updated (by content hash) and chunks
+only the new and changed ones into ``passages.parquet``, so no corpus text stays in memory;
+pass 2 encodes the spooled passages window by window, checkpointing the vectors on disk, so an
+interrupted run resumes. Then :mod:`kosearch.assemble` writes the complete new index into a
 temporary directory that replaces the target only when complete.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -22,10 +27,12 @@ from kosearch.chunk import Chunker, ChunkSettings, SentenceSplitter, TokenCounte
 from kosearch.corpus import CorpusReader, Fields
 from kosearch.errors import ConfigError, CorpusError
 from kosearch.manifest import Manifest, ModelInfo, now_iso, write_manifest
-from kosearch.store import PASSAGES_FILE, VectorStore
+from kosearch.store import PASSAGES_FILE, encode_meta
 from kosearch.types import Document, Metric, Passage
+from kosearch.workdir import WorkDir
 
 if TYPE_CHECKING:
+    from kosearch.assemble import Base
     from kosearch.encoder import Encoder
 
 log = logging.getLogger(__name__)
@@ -50,6 +57,8 @@ class IndexSettings:
         device: ``cpu``, ``cuda``, ... (None = auto).
         query_prompt: override the model's query prompt.
         passage_prompt: override the model's passage prompt.
+        index_type: the vector index, ``auto`` (exact while small, ANN when large), ``flat``,
+            ``hnsw``, ``ivf-flat``, ``ivf-pq`` or ``ivf-sq8`` (see :mod:`kosearch.ann`).
     """
 
     model: str | None = None
@@ -62,6 +71,7 @@ class IndexSettings:
     device: str | None = None
     query_prompt: str | None = None
     passage_prompt: str | None = None
+    index_type: str = "auto"
 
     def validated_metric(self) -> Metric:
         try:
@@ -136,88 +146,300 @@ class _DocumentSource:
         return self.reader.sha256 if self.reader is not None else None
 
 
+def content_hash(doc: Document) -> str:
+    """What decides whether an update re-encodes a document: a digest of its title and text."""
+    data = json.dumps([doc.title, doc.text], ensure_ascii=False).encode("utf-8")
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateReport:
+    """What an index or update run did.
+
+    Attributes:
+        added: Documents new to the index.
+        updated: Documents whose title or text changed (re-encoded).
+        unchanged: Documents found identical (not re-encoded; metadata refreshed).
+        deleted: Documents removed (``--sync``, :meth:`Index.delete`).
+        unknown: Ids asked to be deleted that the index does not hold.
+        skipped_empty: Documents skipped for an empty text.
+        encoded: Passages encoded by this run (resumed runs count only what they encoded).
+        resumed: Passages whose vectors came from an interrupted earlier run.
+    """
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    unknown: tuple[str, ...] = ()
+    skipped_empty: int = 0
+    encoded: int = 0
+    resumed: int = 0
+
+    def summary(self) -> str:
+        """One line for people, e.g. ``3 added, 1 updated, 0 deleted, 96 unchanged``."""
+        text = (f"{self.added} added, {self.updated} updated, {self.deleted} deleted, "
+                f"{self.unchanged} unchanged")
+        if self.unknown:
+            text += f", {len(self.unknown)} unknown id(s) ignored"
+        return text
+
+
+class RunMode(str, Enum):
+    """How the corpus of a run relates to the index it writes."""
+
+    BUILD = "build"  # a new index from the corpus alone
+    ADD = "add"  # new documents only; an id already in the index is an error
+    UPSERT = "upsert"  # add new documents, re-encode changed ones, keep the rest
+    SYNC = "sync"  # upsert, and delete the documents the corpus no longer has
+    DELETE = "delete"  # remove documents by id; no corpus
+
+
 def _spool_passages(
-    source: _DocumentSource, chunker: Chunker, directory: Path
-) -> int:
+    work: WorkDir,
+    source: _DocumentSource | None,
+    base: Base | None,
+    mode: RunMode,
+    delete_ids: Sequence[str],
+    get_chunker: Callable[[], Chunker],
+) -> dict[str, Any]:
+    """Pass 1: decide each document's fate and chunk those to encode into the spool."""
     from kosearch.store import PassageTable
 
-    with PassageTable.writer(directory) as writer:
-        for docs in _batched(source, DOC_BATCH):
-            passages = chunker.chunk(docs)
-            meta_of = {doc.id: doc.meta for doc in docs}
-            writer.append(passages, [meta_of[p.doc_id] for p in passages])
-        return writer.close()
+    known = _documents_of(base)
+    drop: set[str] = set()
+    metas: dict[str, str] = {}
+    seen: set[str] = set()
+    counts = dict.fromkeys(("added", "updated", "unchanged"), 0)
+    with PassageTable.writer(work.path) as writer:
+        for docs in _batched(source if source is not None else (), DOC_BATCH):
+            todo: list[Document] = []
+            for doc in docs:
+                seen.add(doc.id)
+                digest = content_hash(doc)
+                old = known.get(doc.id)
+                if old is None:
+                    counts["added"] += 1
+                    todo.append(doc)
+                elif mode is RunMode.ADD:
+                    raise CorpusError(
+                        f"document {doc.id!r} is already in the index; use upsert (or "
+                        "`kosearch index` on the index) to replace it"
+                    )
+                elif old[0] != digest:
+                    counts["updated"] += 1
+                    drop.add(doc.id)
+                    todo.append(doc)
+                else:
+                    counts["unchanged"] += 1
+                    meta = encode_meta(doc.meta, doc.id)
+                    if meta != old[1]:
+                        metas[doc.id] = meta
+            if todo:
+                chunker = get_chunker()
+                passages = chunker.chunk(todo)
+                by_id = {doc.id: (doc.meta, content_hash(doc)) for doc in todo}
+                writer.append(
+                    passages, [by_id[p.doc_id][0] for p in passages],
+                    [by_id[p.doc_id][1] for p in passages],
+                )
+        n_passages = writer.close()
+    unknown = [i for i in dict.fromkeys(delete_ids) if i not in known]
+    removed = [i for i in dict.fromkeys(delete_ids) if i in known]
+    if mode is RunMode.SYNC:
+        removed += [i for i in known if i not in seen]
+    drop.update(removed)
+    return {
+        "passages": n_passages, **counts, "deleted": len(removed), "unknown": unknown,
+        "drop": sorted(drop), "metas": metas,
+        "documents": source.documents if source is not None else 0,
+        "skipped_empty": source.skipped_empty if source is not None else 0,
+        "sha256": source.sha256() if source is not None else None,
+    }
 
 
-def _encode_texts(directory: Path, chunker: Chunker) -> Iterator[list[str]]:
-    """Windows of encoder input texts, read back from the passage spool."""
+def _documents_of(base: Base | None) -> dict[str, tuple[str, str]]:
+    """doc id -> (content hash, meta JSON) of every document in ``base``."""
+    if base is None:
+        return {}
+    table = base.passages.table
+    columns = [table.column(c).to_pylist() for c in ("doc_id", "hash", "meta")]
+    return {doc_id: (digest, meta) for doc_id, digest, meta in zip(*columns)}
+
+
+def _encode_spool(
+    work: WorkDir, encoder: Encoder, chunker: Chunker, total: int, progress: bool
+) -> None:
+    """Pass 2: encode the spooled passages not yet checkpointed, one window at a time."""
+    done = work.encoded
+    if done:
+        log.info("resuming an interrupted run: %d of %d passages were already encoded", done, total)
+    with _progress(total, "encoding", progress) as bar:
+        bar.update(done)
+        for texts in _encode_texts(work.path, chunker, skip=done):
+            work.append_vectors(encoder.encode_passages(texts, on_batch=bar.update))
+
+
+def _encode_texts(directory: Path, chunker: Chunker | None, skip: int = 0) -> Iterator[list[str]]:
+    """Windows of encoder input texts (raw passage texts without a chunker), from row ``skip``."""
     import pyarrow.parquet as pq
 
     columns = ["doc_id", "chunk", "text", "start", "end", "title"]
     spool = pq.ParquetFile(directory / PASSAGES_FILE)
     for batch in spool.iter_batches(batch_size=ENCODE_WINDOW, columns=columns):
-        rows = batch.to_pydict()
-        yield [
-            chunker.encode_text(Passage(*values))
-            for values in zip(*(rows[c] for c in columns))
-        ]
+        if skip >= batch.num_rows:
+            skip -= batch.num_rows
+            continue
+        rows = batch.slice(skip).to_pydict()
+        skip = 0
+        if chunker is None:
+            yield rows["text"]
+        else:
+            yield [
+                chunker.encode_text(Passage(*values))
+                for values in zip(*(rows[c] for c in columns))
+            ]
 
 
-def build_into(
-    directory: Path,
-    corpus: Any,
-    encoder: Encoder,
-    settings: IndexSettings,
-    *,
-    progress: bool = False,
-    stdin: TextIO | None = None,
-) -> Manifest:
-    """Build a complete index in ``directory`` (an empty, private directory)."""
-    metric = settings.validated_metric()
-    counter = TokenCounter(
-        encoder.backend_tokenizer, max_tokens=encoder.max_tokens, prompt=encoder.passage_prompt
-    )
-    splitter = SentenceSplitter()  # one Kiwi for sentence splitting and BM25 (~300 MB each)
-    chunker = Chunker(counter, settings.chunking, splitter=splitter)
-    source = _DocumentSource(corpus, settings, stdin)
-    n_passages = _spool_passages(source, chunker, directory)
-    _report_documents(source, chunker, _sources_label(corpus), encoder.max_tokens)
+@dataclass
+class Run:
+    """One indexing run: what to read, what it updates, and how to reach the model.
 
-    store = VectorStore.create(encoder.dim, metric)
-    with _progress(n_passages, "encoding", progress) as bar:
-        for texts in _encode_texts(directory, chunker):
-            store.add(encoder.encode_passages(texts, on_batch=bar.update))
-    vector_bytes = store.write(directory)
+    ``get_encoder`` is called only when some passage needs encoding (a delete, or an update
+    that changes nothing, never loads the model).
+    """
 
-    lexical_config = None
-    if settings.lexical:
-        lexical_config = _build_lexical(directory, chunker, n_passages, progress, splitter.kiwi)
+    corpus: Any
+    settings: IndexSettings
+    get_encoder: Callable[[], Encoder]
+    mode: RunMode = RunMode.BUILD
+    base: Base | None = None
+    delete_ids: Sequence[str] = ()
+    progress: bool = False
+    stdin: TextIO | None = None
+    _chunker: Chunker | None = field(default=None, init=False)
+    _splitter: SentenceSplitter | None = field(default=None, init=False)
 
-    stamp = now_iso()
-    manifest = Manifest(
-        model=ModelInfo(
-            name=encoder.name, dim=encoder.dim, fingerprint=encoder.fingerprint,
-            max_tokens=encoder.max_tokens, query_prompt=encoder.query_prompt,
-            passage_prompt=encoder.passage_prompt,
-        ),
-        metric=metric.value,
-        faiss={"factory": store.factory, "ntotal": store.ntotal, "bytes": vector_bytes},
-        counts={
-            "documents": source.documents, "passages": n_passages,
-            "skipped_empty": source.skipped_empty,
-        },
-        chunking={**asdict(settings.chunking), "budget": chunker.budget},
-        lexical=lexical_config,
-        fields=asdict(settings.fields),
-        corpus={"sources": _sources_label(corpus), "sha256": source.sha256()},
-        created=stamp, updated=stamp, kosearch_version=__version__,
-    )
-    write_manifest(directory, manifest)
-    return manifest
+    def chunker(self) -> Chunker:
+        if self._chunker is None:
+            encoder = self.get_encoder()
+            counter = TokenCounter(
+                encoder.backend_tokenizer, max_tokens=encoder.max_tokens,
+                prompt=encoder.passage_prompt,
+            )
+            # one Kiwi for sentence splitting and BM25 (~300 MB each)
+            self._splitter = SentenceSplitter()
+            self._chunker = Chunker(counter, self.settings.chunking, splitter=self._splitter)
+        return self._chunker
+
+    def execute(self, directory: Path, work: WorkDir) -> tuple[Manifest, UpdateReport]:
+        """Chunk, encode and assemble into ``directory`` (an empty, private directory)."""
+        metric = self.settings.validated_metric()
+        record = work.chunked
+        if record is None:
+            source = (
+                None if self.mode is RunMode.DELETE
+                else _DocumentSource(self.corpus, self.settings, self.stdin)
+            )
+            record = _spool_passages(
+                work, source, self.base, self.mode, self.delete_ids, self.chunker
+            )
+            if source is not None and self.mode is RunMode.BUILD:
+                max_tokens = self.get_encoder().max_tokens if self._chunker is not None else 0
+                _report_documents(source, self._chunker, _sources_label(self.corpus), max_tokens)
+            elif record["skipped_empty"]:
+                log.warning("skipped %d document(s) with an empty text", record["skipped_empty"])
+            work.mark_chunked(record)
+        resumed = work.encoded
+        if work.encoded < record["passages"]:
+            encoder, total = self.get_encoder(), record["passages"]
+            _encode_spool(work, encoder, self.chunker(), total, self.progress)
+        manifest = self._assemble(directory, work, record, metric)
+        write_manifest(directory, manifest)
+        report = UpdateReport(
+            added=record["added"], updated=record["updated"], unchanged=record["unchanged"],
+            deleted=record["deleted"], unknown=tuple(record["unknown"]),
+            skipped_empty=record["skipped_empty"], encoded=record["passages"] - resumed,
+            resumed=resumed,
+        )
+        return manifest, report
+
+    def _assemble(
+        self, directory: Path, work: WorkDir, record: dict[str, Any], metric: Metric
+    ) -> Manifest:
+        from kosearch import assemble
+        from kosearch.ann import plan_index
+
+        base = self.base
+        keep = assemble.kept_rows(base, set(record["drop"]))
+        n = assemble.write_passages(directory, base, keep, record["metas"], work.path)
+        if n == 0:
+            raise CorpusError("the index would hold no documents; delete the directory instead")
+        dim = base.manifest.model.dim if base is not None else self.get_encoder().dim
+        plan = plan_index(self.settings.index_type, n, dim)
+        with _progress(n, "vectors", self.progress and n > 100_000) as bar:
+            faiss_info = assemble.write_vectors(
+                directory, work.path, base, keep, work.vectors(dim), metric.value, plan,
+                on_rows=bar.update,
+            )
+        lexical = None
+        if self.settings.lexical:
+            with _progress(n, "BM25", self.progress) as bar:
+                lexical = assemble.write_lexical(
+                    directory, base, keep,
+                    (t for w in _encode_texts(work.path, None) for t in w),
+                    lambda: (t for w in _encode_texts(directory, None) for t in w),
+                    self._splitter.kiwi if self._splitter is not None else None,
+                    on_batch=bar.update,
+                )
+        return self._manifest(directory, record, metric, faiss_info, lexical, n)
+
+    def _manifest(
+        self,
+        directory: Path,
+        record: dict[str, Any],
+        metric: Metric,
+        faiss_info: dict[str, Any],
+        lexical: dict[str, Any] | None,
+        n_passages: int,
+    ) -> Manifest:
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        doc_ids = pq.read_table(directory / PASSAGES_FILE, columns=["doc_id"]).column("doc_id")
+        stamp = now_iso()
+        base = self.base.manifest if self.base is not None else None
+        if base is not None:
+            model = base.model
+            chunking = base.chunking
+        else:
+            encoder = self.get_encoder()
+            model = ModelInfo(
+                name=encoder.name, dim=encoder.dim, fingerprint=encoder.fingerprint,
+                max_tokens=encoder.max_tokens, query_prompt=encoder.query_prompt,
+                passage_prompt=encoder.passage_prompt,
+            )
+            budget = self._chunker.budget if self._chunker is not None else None
+            chunking = {**asdict(self.settings.chunking), "budget": budget}
+        skipped = record["skipped_empty"] + (base.counts.get("skipped_empty", 0) if base else 0)
+        corpus = (
+            dict(base.corpus) if base is not None and self.mode is RunMode.DELETE
+            else {"sources": _sources_label(self.corpus), "sha256": record["sha256"]}
+        )
+        return Manifest(
+            model=model, metric=metric.value, faiss=faiss_info,
+            counts={
+                "documents": int(pc.count_distinct(doc_ids).as_py()), "passages": n_passages,
+                "skipped_empty": skipped,
+            },
+            chunking=chunking, lexical=lexical, fields=asdict(self.settings.fields),
+            corpus=corpus, created=base.created if base is not None else stamp, updated=stamp,
+            kosearch_version=__version__,
+        )
 
 
 def _report_documents(
-    source: _DocumentSource, chunker: Chunker, labels: list[str], max_tokens: int
+    source: _DocumentSource, chunker: Chunker | None, labels: list[str], max_tokens: int
 ) -> None:
     if source.documents == 0:
         what = ", ".join(labels)
@@ -226,6 +448,8 @@ def _report_documents(
     if source.skipped_empty:
         log.warning("skipped %d document(s) with an empty text (use --strict to fail instead)",
                     source.skipped_empty)
+    if chunker is None:
+        return
     stats = chunker.stats
     if stats.over_limit:
         log.warning(
@@ -236,20 +460,3 @@ def _report_documents(
     if stats.sentences_split:
         log.info("%d sentence(s) longer than the passage budget were split at token boundaries",
                  stats.sentences_split)
-
-
-def _build_lexical(
-    directory: Path, chunker: Chunker, n_passages: int, progress: bool, kiwi: Any
-) -> dict[str, Any]:
-    from kosearch.lexical import LexicalIndex, MorphemeAnalyzer
-
-    def texts() -> Iterator[str]:
-        for window in _encode_texts(directory, chunker):
-            yield from window
-
-    with _progress(n_passages, "BM25", progress) as bar:
-        lexical = LexicalIndex.build(
-            texts(), analyzer=MorphemeAnalyzer(kiwi=kiwi), on_batch=bar.update
-        )
-    lexical.save(directory / LEXICAL_DIR)
-    return lexical.config()

@@ -295,6 +295,21 @@ class VectorStore:
             faiss.normalize_L2(prepared)
         return prepared
 
+    def copy(self) -> VectorStore:
+        """An independent in-memory copy (e.g. to add to while this one keeps serving)."""
+        import faiss
+
+        index = faiss.deserialize_index(faiss.serialize_index(self._index))
+        return VectorStore(index, self.metric, self.factory)
+
+    def empty_copy(self) -> VectorStore:
+        """A copy with the same trained parameters (IVF centroids, PQ codebooks) and no vectors."""
+        import faiss
+
+        index = faiss.clone_index(self._index)
+        index.reset()
+        return VectorStore(index, self.metric, self.factory)
+
     def _own(self) -> None:
         """Copy a memory-mapped index into memory; FAISS aborts on writes to a mapped one."""
         import faiss
@@ -341,7 +356,7 @@ class PassageWriter:
             raise ValueError(
                 f"got {len(passages)} passages but {len(metas)} metas and {len(hashes)} hashes"
             )
-        encoded = [_encode_meta(meta, passage.doc_id) for passage, meta in zip(passages, metas)]
+        encoded = [encode_meta(meta, passage.doc_id) for passage, meta in zip(passages, metas)]
         pending = self._pending  # extended only once every meta encoded, so a failure adds nothing
         pending["doc_id"] += [p.doc_id for p in passages]
         pending["chunk"] += [p.chunk for p in passages]
@@ -353,6 +368,18 @@ class PassageWriter:
         pending["hash"] += list(hashes)
         while len(pending["doc_id"]) >= ROW_GROUP_ROWS:
             self._flush(ROW_GROUP_ROWS)
+
+    def append_table(self, table: pa.Table | pa.RecordBatch) -> None:
+        """Add rows that already have the passage columns (e.g. rows kept from another table)."""
+        import pyarrow as pa
+
+        self._flush(len(self._pending["doc_id"]))
+        if table.num_rows:
+            data = pa.Table.from_batches([table]) if isinstance(table, pa.RecordBatch) else table
+            self._writer.write_table(
+                data.select(list(COLUMNS)).cast(_schema()), row_group_size=ROW_GROUP_ROWS
+            )
+            self._rows += table.num_rows
 
     def close(self) -> int:
         """Finish the file (idempotent) and return how many rows it holds."""
@@ -435,7 +462,7 @@ class PassageTable:
             "title": [p.title for p in passages],
             "start": [p.start for p in passages],
             "end": [p.end for p in passages],
-            "meta": [_encode_meta(m, p.doc_id) for p, m in zip(passages, metas)],
+            "meta": [encode_meta(m, p.doc_id) for p, m in zip(passages, metas)],
             "hash": [""] * len(passages),
         }
         return cls(pa.Table.from_pydict(columns, schema=_schema()))
@@ -553,7 +580,7 @@ def _schema() -> pa.Schema:
     )
 
 
-def _encode_meta(meta: Mapping[str, Any], doc_id: str) -> str:
+def encode_meta(meta: Mapping[str, Any], doc_id: str) -> str:
     """A document's meta fields as JSON text (Korean kept readable)."""
     try:
         return json.dumps(dict(meta), ensure_ascii=False)

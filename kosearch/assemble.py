@@ -1,0 +1,227 @@
+"""Writing a complete index directory from the rows kept of an old index plus newly encoded ones.
+
+A fresh build is the case with no old index. Rows keep their relative order: the kept rows of
+the old index come first, then the new passages in corpus order, so row ``i`` of the vectors,
+of ``passages.parquet`` and of the lexical index always describe the same passage.
+
+Vectors of kept rows are reused, never re-encoded: an exact store gives them back as stored;
+a lossy one (PQ, SQ8) keeps the original vectors in ``embeddings.npy`` for this purpose. A
+trained ANN index is refilled without retraining while the collection stays within a factor of
+two of the size it was trained at.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from kosearch.store import PASSAGES_FILE, PassageTable, VectorStore
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from kosearch.ann import IndexPlan
+    from kosearch.lexical import LexicalIndex
+    from kosearch.manifest import Manifest
+
+log = logging.getLogger(__name__)
+
+EMBEDDINGS_FILE = "embeddings.npy"
+CHUNK_ROWS = 65536  # vectors moved per step
+LOSSY_KINDS = frozenset({"ivf-pq", "ivf-sq8"})  # their stored vectors are approximations
+RETRAIN_FACTOR = 2.0  # retrain an ANN index once the collection grew or shrank this much
+
+
+@dataclass(slots=True)
+class Base:
+    """The index being updated: its manifest, parts, and original vectors when it keeps them."""
+
+    manifest: Manifest
+    store: VectorStore
+    passages: PassageTable
+    lexical: LexicalIndex | None
+    raw: NDArray[np.float32] | None = None  # embeddings.npy (memory-mapped) of a lossy index
+
+
+def kept_rows(base: Base | None, drop: set[str]) -> NDArray[np.int64]:
+    """The rows of ``base`` whose document is not in ``drop``, in order."""
+    if base is None:
+        return np.zeros(0, np.int64)
+    if not drop:
+        return np.arange(len(base.passages), dtype=np.int64)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    dropped = pc.is_in(base.passages.column("doc_id"), value_set=pa.array(sorted(drop)))
+    return np.flatnonzero(~np.asarray(dropped.to_numpy(zero_copy_only=False), dtype=bool))
+
+
+def write_passages(
+    directory: Path,
+    base: Base | None,
+    keep: NDArray[np.int64],
+    meta_updates: Mapping[str, str],
+    spool: Path | None,
+) -> int:
+    """Write ``passages.parquet``: the kept rows (with updated metas), then the spooled ones."""
+    import pyarrow.parquet as pq
+
+    with PassageTable.writer(directory) as writer:
+        if base is not None:
+            for start in range(0, len(keep), CHUNK_ROWS):
+                table = base.passages.table.take(keep[start:start + CHUNK_ROWS])
+                writer.append_table(_with_metas(table, meta_updates))
+        if spool is not None:
+            for batch in pq.ParquetFile(spool / PASSAGES_FILE).iter_batches(batch_size=CHUNK_ROWS):
+                writer.append_table(batch)
+        return writer.close()
+
+
+def _with_metas(table: pa.Table, updates: Mapping[str, str]) -> pa.Table:
+    if not updates:
+        return table
+    import pyarrow as pa
+
+    ids = table.column("doc_id").to_pylist()
+    metas = table.column("meta").to_pylist()
+    changed = [updates.get(doc_id, meta) for doc_id, meta in zip(ids, metas)]
+    index = table.column_names.index("meta")
+    return table.set_column(index, "meta", pa.array(changed, pa.string()))
+
+
+def write_vectors(
+    directory: Path,
+    scratch: Path,
+    base: Base | None,
+    keep: NDArray[np.int64],
+    new: NDArray[np.float32],
+    metric: str,
+    plan: IndexPlan,
+    on_rows: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Write ``vectors.faiss`` (and ``embeddings.npy`` for a lossy type); return manifest fields."""
+    from kosearch.ann import build_store
+
+    dim = new.shape[1] if base is None else base.store.dim
+    n = len(keep) + len(new)
+    old = _base_faiss(base)
+    reuse_all = base is not None and old.get("factory") == plan.factory and len(keep) == len(base.passages)
+    reuse_training = (
+        base is not None and plan.train_size > 0 and old.get("factory") == plan.factory
+        and base.store.is_trained and _within(n, old.get("trained_on"))
+    )
+    lossy = plan.kind in LOSSY_KINDS
+    combined: NDArray[np.float32] | None = None
+    if lossy or (plan.train_size > 0 and not reuse_training and not reuse_all):
+        target = directory if lossy else scratch
+        combined = _combine(target / EMBEDDINGS_FILE, n, dim, _chunks(base, keep, new))
+    trained_on = old.get("trained_on") if (reuse_all or reuse_training) else None
+    if reuse_all:
+        assert base is not None
+        store = _clone(base.store)
+        _add_chunks(store, _chunks(None, keep, new), on_rows)
+    elif reuse_training:
+        assert base is not None
+        store = _clone(base.store, empty=True)
+        _add_chunks(store, _chunks(base, keep, new) if combined is None else _rows(combined), on_rows)
+    elif combined is not None and plan.train_size > 0:
+        store = build_store(combined, metric, plan, on_chunk=on_rows)
+        trained_on = n
+    else:
+        store = VectorStore.create(dim, metric, plan.factory)
+        _add_chunks(store, _chunks(base, keep, new), on_rows)
+    del combined
+    size = store.write(directory)
+    return {
+        **plan.to_dict(), "factory": plan.factory, "ntotal": store.ntotal, "bytes": size,
+        "trained_on": trained_on, "embeddings": lossy,
+    }
+
+
+def _base_faiss(base: Base | None) -> dict[str, Any]:
+    return dict(base.manifest.faiss) if base is not None else {}
+
+
+def _within(n: int, trained_on: Any) -> bool:
+    if not isinstance(trained_on, int) or trained_on <= 0:
+        return False
+    return trained_on / RETRAIN_FACTOR <= n <= trained_on * RETRAIN_FACTOR
+
+
+def _chunks(
+    base: Base | None, keep: NDArray[np.int64], new: NDArray[np.float32]
+) -> Iterator[NDArray[np.float32]]:
+    """The vectors of the final rows in order, ``CHUNK_ROWS`` at a time: kept, then new."""
+    if base is not None:
+        for start in range(0, len(keep), CHUNK_ROWS):
+            rows = keep[start:start + CHUNK_ROWS]
+            if base.raw is not None:
+                yield np.asarray(base.raw[rows], dtype=np.float32)
+            else:
+                yield base.store.reconstruct(rows)
+    yield from _rows(new)
+
+
+def _rows(array: NDArray[np.float32]) -> Iterator[NDArray[np.float32]]:
+    for start in range(0, len(array), CHUNK_ROWS):
+        yield np.asarray(array[start:start + CHUNK_ROWS], dtype=np.float32)
+
+
+def _combine(
+    path: Path, n: int, dim: int, chunks: Iterator[NDArray[np.float32]]
+) -> NDArray[np.float32]:
+    """All final vectors in one ``.npy`` file on disk (memory-mapped), e.g. to train on."""
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, dim))
+    at = 0
+    for chunk in chunks:
+        array[at:at + len(chunk)] = chunk
+        at += len(chunk)
+    array.flush()
+    return array
+
+
+def _add_chunks(
+    store: VectorStore, chunks: Iterator[NDArray[np.float32]], on_rows: Callable[[int], None] | None
+) -> None:
+    for chunk in chunks:
+        if len(chunk):
+            store.add(chunk)
+            if on_rows is not None:
+                on_rows(len(chunk))
+
+
+def _clone(store: VectorStore, *, empty: bool = False) -> VectorStore:
+    """A private copy of ``store`` (the live one keeps serving searches meanwhile)."""
+    return store.empty_copy() if empty else store.copy()
+
+
+def write_lexical(
+    directory: Path,
+    base: Base | None,
+    keep: NDArray[np.int64],
+    new_texts: Iterator[str],
+    all_texts: Callable[[], Iterator[str]],
+    kiwi: Any,
+    on_batch: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Write ``lexical/``: the kept rows' stored terms plus the new texts analyzed, re-scored."""
+    from kosearch.errors import IndexFormatError
+    from kosearch.lexical import LexicalIndex, MorphemeAnalyzer
+
+    lexical = None
+    if base is not None and base.lexical is not None:
+        try:
+            lexical = base.lexical.updated(keep, new_texts, on_batch=on_batch)
+        except IndexFormatError as error:
+            log.warning("%s; analyzing every passage again", error)
+    if lexical is None:
+        lexical = LexicalIndex.build(all_texts(), analyzer=MorphemeAnalyzer(kiwi=kiwi),
+                                     on_batch=on_batch)
+    lexical.save(directory / "lexical")
+    return lexical.config()

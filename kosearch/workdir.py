@@ -1,0 +1,158 @@
+"""The scratch directory of one indexing run, checkpointed so that an interrupted run resumes.
+
+An indexing run chunks the documents that need encoding into a passage spool
+(``passages.parquet``), then encodes them window by window, appending each window's vectors to
+``vectors.f32`` (raw float32 rows). After every window the vectors are flushed to disk and only
+then is ``state.json`` replaced (write, fsync, rename) with the new count, so the checkpoint
+never counts a vector that is not on disk. A killed or interrupted run leaves this directory
+beside the index; the same command finds it, checks that the run's ``key`` (model, settings,
+corpus files, base index) is unchanged, and continues from the last checkpoint. The live index
+is untouched until the run is complete (see :mod:`kosearch.atomic`).
+
+Example:
+    >>> work = WorkDir.open(Path("idx.partial"), {"model": "m"}, restart=False)  # doctest: +SKIP
+    >>> work.append_vectors(vectors)                                            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from kosearch.errors import ConfigError
+
+STATE_FILE = "state.json"
+VECTORS_FILE = "vectors.f32"
+FORMAT = 1
+
+
+def work_path(target: Path) -> Path:
+    """Where the run that writes the index ``target`` keeps its scratch files."""
+    return target.with_name(target.name + ".partial")
+
+
+class WorkDir:
+    """A run's scratch directory: passage spool, encoded vectors, and the checkpoint.
+
+    Attributes:
+        path: The directory.
+        resumed: Whether an earlier run's checkpoint was found and is being continued.
+    """
+
+    def __init__(self, path: Path, state: dict[str, Any], *, resumed: bool) -> None:
+        """Wrap an opened directory (use :meth:`open`)."""
+        self.path = path
+        self.resumed = resumed
+        self._state = state
+
+    @classmethod
+    def open(cls, path: Path, key: dict[str, Any], *, restart: bool = False) -> WorkDir:
+        """Continue the run checkpointed in ``path``, or start a fresh one there.
+
+        Args:
+            path: The scratch directory (created when missing).
+            key: JSON-ready description of the run (model, settings, inputs); a checkpoint made
+                under another key is never continued.
+            restart: Discard any checkpoint instead of continuing it.
+
+        Raises:
+            ConfigError: If ``path`` holds a checkpoint of a run with another key (and
+                ``restart`` is false), or cannot be written.
+        """
+        state = None if restart else _read_state(path)
+        if state is not None:
+            if state.get("key") == key:
+                return cls(path, state, resumed=True)
+            differ = sorted(
+                name for name in set(key) | set(state.get("key") or {})
+                if (state.get("key") or {}).get(name) != key.get(name)
+            )
+            raise ConfigError(
+                f"{path} holds an interrupted indexing run with other settings (they differ in: "
+                f"{', '.join(differ) or 'format'}); rerun it with the same model, settings and "
+                "corpus to resume it, or pass --restart to discard it"
+            )
+        shutil.rmtree(path, ignore_errors=True)
+        try:
+            path.mkdir(parents=True)
+        except OSError as error:
+            raise ConfigError(f"cannot create {path}: {error.strerror or error}") from error
+        work = cls(path, {"format": FORMAT, "key": key, "chunked": None, "encoded": 0},
+                   resumed=False)
+        work._save()
+        return work
+
+    # ------------------------------------------------------------------ phase 1: the spool
+    @property
+    def chunked(self) -> dict[str, Any] | None:
+        """What the chunking pass recorded (passage count, changes), or None if it did not end."""
+        value = self._state.get("chunked")
+        return value if isinstance(value, dict) else None
+
+    def mark_chunked(self, record: dict[str, Any]) -> None:
+        """Checkpoint the end of the chunking pass; ``record`` must hold ``passages``."""
+        self._state["chunked"] = record
+        self._state["encoded"] = 0
+        self._save()
+
+    # ------------------------------------------------------------------ phase 2: vectors
+    @property
+    def encoded(self) -> int:
+        """How many spooled passages have checkpointed vectors."""
+        return int(self._state.get("encoded", 0))
+
+    def append_vectors(self, vectors: NDArray[np.floating[Any]]) -> None:
+        """Append one window's vectors on disk, then checkpoint the new count."""
+        array = np.ascontiguousarray(vectors, dtype=np.float32)
+        path = self.path / VECTORS_FILE
+        offset = self.encoded * array.shape[1] * 4 if array.ndim == 2 else 0
+        with open(path, "r+b" if path.exists() else "w+b") as handle:
+            handle.truncate(offset)  # drop rows written after the last checkpoint
+            handle.seek(offset)
+            handle.write(array.tobytes())
+            handle.flush()
+            os.fsync(handle.fileno())
+        self._state["encoded"] = self.encoded + len(array)
+        self._save()
+
+    def vectors(self, dim: int) -> NDArray[np.float32]:
+        """The checkpointed vectors, shape ``(encoded, dim)``, memory-mapped read-only."""
+        n = self.encoded
+        if n == 0:
+            return np.zeros((0, dim), np.float32)
+        return np.memmap(self.path / VECTORS_FILE, dtype=np.float32, mode="r", shape=(n, dim))
+
+    # ------------------------------------------------------------------ the end
+    def discard(self) -> None:
+        """Delete the directory (after the index it fed is in place)."""
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def _save(self) -> None:
+        tmp = self.path / (STATE_FILE + ".tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8") as handle:
+                json.dump(self._state, handle, ensure_ascii=False)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path / STATE_FILE)
+        except OSError as error:
+            raise ConfigError(
+                f"cannot write the checkpoint in {self.path}: {error.strerror or error}"
+            ) from error
+
+
+def _read_state(path: Path) -> dict[str, Any] | None:
+    """The checkpoint in ``path``; None when there is none or it is unreadable (start over)."""
+    try:
+        state = json.loads((path / STATE_FILE).read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        return None
+    return state
