@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import click
@@ -22,6 +23,7 @@ from kosearch.errors import ConfigError, KosearchError
 
 DEFAULT_INDEX = "kosearch-index"
 MODES = ["hybrid", "dense", "lexical"]
+INDEX_TYPES = ["auto", "flat", "hnsw", "ivf-flat", "ivf-pq", "ivf-sq8"]  # = kosearch.ann.INDEX_TYPES
 
 
 class _Group(click.Group):
@@ -85,7 +87,8 @@ def _index_option(**kwargs: Any) -> Any:
 @click.argument("corpus", nargs=-1, required=True)
 @click.option("-o", "--index", "index_dir", default=DEFAULT_INDEX, envvar="KOSEARCH_INDEX",
               show_default=True, type=click.Path(file_okay=False),
-              help="Where to write the index (env KOSEARCH_INDEX); replaced atomically.")
+              help="The index directory (env KOSEARCH_INDEX). An existing index is updated; "
+                   "every write is atomic.")
 @click.option("-m", "--model", envvar="KOSEARCH_MODEL", default=None,
               help="Model id or local directory (env KOSEARCH_MODEL; default "
                    "dragonkue/multilingual-e5-small-ko). See `kosearch models`.")
@@ -93,6 +96,9 @@ def _index_option(**kwargs: Any) -> Any:
               help="Passages per encoder batch.")
 @click.option("--metric", type=click.Choice(["cosine", "ip", "l2"]), default="cosine",
               show_default=True, help="Vector similarity.")
+@click.option("--index-type", type=click.Choice(INDEX_TYPES), default="auto", show_default=True,
+              help="Vector index: auto (exact while small, approximate when large), flat (exact), "
+                   "hnsw, ivf-flat, ivf-pq or ivf-sq8.")
 @click.option("--id-field", default=None, help="Record field with the id (default: id, then _id).")
 @click.option("--text-field", default="text", show_default=True, help="Record field with the text.")
 @click.option("--title-field", default="title", show_default=True, help="Record field with the title.")
@@ -107,24 +113,58 @@ def _index_option(**kwargs: Any) -> Any:
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, mps (default: auto).")
 @click.option("--query-prompt", default=None, help="Override the model's query prompt.")
 @click.option("--passage-prompt", default=None, help="Override the model's passage prompt.")
-@click.pass_obj
-def index_cmd(obj: dict[str, Any], corpus: tuple[str, ...], index_dir: str, model: str | None,
-              batch_size: int, metric: str, id_field: str | None, text_field: str,
-              title_field: str, strict: bool, chunk_tokens: int | None, chunk_overlap: int,
-              no_chunk: bool, no_lexical: bool, device: str | None, query_prompt: str | None,
-              passage_prompt: str | None) -> None:
+@click.option("--sync", is_flag=True,
+              help="Updating: also delete the documents that are no longer in CORPUS.")
+@click.option("--rebuild", is_flag=True,
+              help="Build from scratch (e.g. with another model) instead of updating.")
+@click.option("--restart", is_flag=True,
+              help="Discard an interrupted run's checkpoint instead of resuming it.")
+@click.pass_context
+def index_cmd(ctx: click.Context, corpus: tuple[str, ...], index_dir: str, model: str | None,
+              batch_size: int, metric: str, index_type: str, id_field: str | None,
+              text_field: str, title_field: str, strict: bool, chunk_tokens: int | None,
+              chunk_overlap: int, no_chunk: bool, no_lexical: bool, device: str | None,
+              query_prompt: str | None, passage_prompt: str | None, sync: bool, rebuild: bool,
+              restart: bool) -> None:
     """Encode CORPUS (JSONL, JSONL.gz, CSV, TSV, Parquet, a folder of .txt/.md, or - for
-    JSONL on stdin) into an index directory."""
+    JSONL on stdin) into an index directory, or update the index already there: new documents
+    are added, changed ones re-encoded, unchanged ones left alone. An interrupted run resumes
+    when run again."""
     from kosearch.chunk import ChunkSettings
     from kosearch.corpus import Fields
     from kosearch.index import Index
+    from kosearch.manifest import MANIFEST_FILE
 
     start = time.perf_counter()
+    quiet = ctx.obj["quiet"]
+    fields = Fields(id=id_field, text=text_field, title=title_field)
+    if (Path(index_dir) / MANIFEST_FILE).is_file() and not rebuild:
+        fixed = [name for name in ("model", "metric", "chunk_tokens", "chunk_overlap", "no_chunk",
+                                   "no_lexical", "query_prompt", "passage_prompt")
+                 if _given(ctx, name)]
+        index = _index_to_update(index_dir, model if _given(ctx, "model") else None, fixed, ctx)
+        chosen: dict[str, Any] = {
+            name: ctx.params[name] for name in ("batch_size", "device", "index_type")
+            if _given(ctx, name)
+        }
+        if any(_given(ctx, name) for name in ("id_field", "text_field", "title_field")):
+            chosen["fields"] = fields
+        report = index.upsert(list(corpus), sync=sync, progress=not quiet, strict=strict,
+                              restart=restart, **chosen)
+        counts = index.manifest.counts
+        click.echo(
+            f"updated {index_dir}: {report.summary()}; {report.encoded} passages encoded; now "
+            f"{counts['documents']} documents, {counts['passages']} passages "
+            f"({time.perf_counter() - start:.1f}s)", err=True,
+        )
+        return
+    if sync:
+        raise click.UsageError("--sync updates an existing index; there is none at " + index_dir)
     index = Index.build(
-        list(corpus), index_dir, progress=not obj["quiet"], model=model, metric=metric,
-        batch_size=batch_size, fields=Fields(id=id_field, text=text_field, title=title_field),
-        strict=strict, lexical=not no_lexical, device=device, query_prompt=query_prompt,
-        passage_prompt=passage_prompt,
+        list(corpus), index_dir, progress=not quiet, model=model, metric=metric,
+        batch_size=batch_size, fields=fields, strict=strict, lexical=not no_lexical,
+        device=device, query_prompt=query_prompt, passage_prompt=passage_prompt,
+        index_type=index_type, restart=restart,
         chunking=ChunkSettings(max_tokens=chunk_tokens, overlap=chunk_overlap, enabled=not no_chunk),
     )
     counts = index.manifest.counts
@@ -132,6 +172,76 @@ def index_cmd(obj: dict[str, Any], corpus: tuple[str, ...], index_dir: str, mode
         f"indexed {counts['documents']} documents as {counts['passages']} passages into "
         f"{index_dir} with {index.manifest.model.name} in {time.perf_counter() - start:.1f}s",
         err=True,
+    )
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether the user set this option (on the command line or through its env variable)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+
+def _index_to_update(index_dir: str, model: str | None, fixed: list[str], ctx: click.Context) -> Any:
+    """The existing index, after refusing options that only a rebuild can change."""
+    from kosearch.errors import ModelMismatchError
+    from kosearch.index import Index
+
+    index = Index.load(index_dir)
+    built = index.manifest
+    current = {
+        "metric": built.metric, "chunk_tokens": built.chunking.get("max_tokens"),
+        "chunk_overlap": built.chunking.get("overlap"),
+        "no_chunk": not built.chunking.get("enabled", True),
+        "no_lexical": built.lexical is None,
+        "query_prompt": built.model.query_prompt, "passage_prompt": built.model.passage_prompt,
+    }
+    for name in fixed:
+        if name != "model" and ctx.params[name] != current[name]:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(
+                f"the index at {index_dir} was built with other settings ({flag} "
+                f"{current[name]!r}); an update keeps them, so pass --rebuild to re-encode "
+                f"everything with {flag} {ctx.params[name]!r}"
+            )
+    if model is not None:
+        try:
+            return Index.load(index_dir, model=model, device=ctx.params.get("device"))
+        except ModelMismatchError:
+            raise ModelMismatchError(
+                f"the index at {index_dir} was built with {built.model.name}, not {model}; "
+                "updating it with another model would mix two vector spaces, so pass --rebuild "
+                "to re-encode everything with the new model"
+            ) from None
+    return index
+
+
+@cli.command("delete")
+@click.argument("ids", nargs=-1)
+@_index_option()
+@click.option("--ids-file", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="File with one document id per line (- for stdin).")
+@click.pass_obj
+def delete_cmd(obj: dict[str, Any], ids: tuple[str, ...], index_dir: str,
+               ids_file: str | None) -> None:
+    """Delete documents by ID from the index, without re-encoding anything. Unknown ids are
+    reported and skipped."""
+    from kosearch.index import Index
+
+    wanted = list(ids)
+    if ids_file is not None:
+        with click.open_file(ids_file, encoding="utf-8") as stream:
+            wanted += [line.strip() for line in stream if line.strip()]
+    if not wanted:
+        raise click.UsageError("give the document IDS to delete, or --ids-file FILE")
+    start = time.perf_counter()
+    index = Index.load(index_dir)
+    report = index.delete(wanted)
+    counts = index.manifest.counts
+    click.echo(
+        f"deleted {report.deleted} document(s) from {index_dir}"
+        + (f"; {len(report.unknown)} unknown id(s) ignored" if report.unknown else "")
+        + f"; now {counts['documents']} documents, {counts['passages']} passages "
+        f"({time.perf_counter() - start:.1f}s)", err=True,
     )
 
 
@@ -235,18 +345,36 @@ def info_cmd(index_dir: str, as_json: bool) -> None:
         ("model", f"{model['name']} (dim {model['dim']}, {model['max_tokens']} tokens)"),
         ("prompts", f"query {model['query_prompt']!r}, passage {model['passage_prompt']!r}"),
         ("metric", info["metric"]),
-        ("vectors", f"faiss {info['faiss']['factory']}"),
+        ("vectors", _describe_vectors(info["faiss"])),
         ("documents", counts["documents"]),
         ("passages", counts["passages"]),
         ("chunking", _describe_chunking(info["chunking"])),
         ("lexical", "Kiwi BM25" if info["lexical"] else "none (dense only)"),
-        ("disk", f"{info.get('disk_bytes', 0) / 1e6:.1f} MB"),
+        ("memory", f"{_size(info['memory_bytes'])} when loaded ("
+                   + ", ".join(f"{k} {_size(v)}" for k, v in info["memory"].items()) + ")"),
+        ("disk", _size(info.get("disk_bytes", 0))),
         ("built", info["created"]),
         ("updated", info["updated"]),
         ("kosearch", info["kosearch_version"]),
     ]
     for name, value in rows:
         click.echo(f"{name:<10} {value}")
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def _describe_vectors(faiss: dict[str, Any]) -> str:
+    kind = faiss.get("kind") or "flat"
+    text = f"{kind} (faiss {faiss['factory']}"
+    if faiss.get("requested") == "auto":
+        text += ", chosen by auto"
+    knobs = [f"{k.replace('_', '-')} {faiss[k]}" for k in ("nprobe", "ef_search") if faiss.get(k)]
+    return text + (f"; {', '.join(knobs)}" if knobs else "") + ")"
 
 
 def _describe_chunking(chunking: dict[str, Any]) -> str:

@@ -25,7 +25,13 @@ import numpy as np
 from kosearch import retrieval
 from kosearch.assemble import EMBEDDINGS_FILE
 from kosearch.atomic import atomic_directory
-from kosearch.errors import ConfigError, IndexFormatError, KosearchError, ModelMismatchError
+from kosearch.errors import (
+    ConfigError,
+    IndexFormatError,
+    IndexNotFoundError,
+    KosearchError,
+    ModelMismatchError,
+)
 from kosearch.indexer import LEXICAL_DIR, IndexSettings, Run, RunMode, UpdateReport
 from kosearch.manifest import MANIFEST_FILE, Manifest, read_manifest
 from kosearch.retrieval import Candidate, Fusion, Mode
@@ -40,6 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+LOAD_ATTEMPTS = 5  # reads of an index that a writer keeps replacing meanwhile
 HYBRID_DEPTH = 100  # candidates per retriever before fusion
 RERANK_TOP = 30  # passages re-scored by a cross-encoder
 
@@ -160,19 +167,17 @@ class Index:
             ModelMismatchError: ``encoder``/``model`` differs from the index's model.
         """
         directory = Path(path)
-        manifest = read_manifest(directory)
-        store = VectorStore.read(
-            directory, manifest.metric, mmap=mmap, factory=manifest.faiss.get("factory"),
-            expected_bytes=manifest.faiss.get("bytes"),
-        )
-        passages = PassageTable.read(directory)
-        lexical = None
-        if manifest.lexical is not None:
-            from kosearch.lexical import LexicalIndex
-
-            lexical = LexicalIndex.load(directory / LEXICAL_DIR)
-        _check_counts(directory, manifest, store, passages, lexical)
-        raw = _read_raw(directory, manifest, mmap=mmap)
+        for attempt in range(LOAD_ATTEMPTS):
+            manifest = read_manifest(directory)
+            try:
+                parts = _read_parts(directory, manifest, mmap=mmap)
+            except (IndexFormatError, IndexNotFoundError):
+                if attempt + 1 == LOAD_ATTEMPTS or _unchanged(directory, manifest):
+                    raise
+                continue  # a writer swapped in a new index while we read: read that one
+            if _unchanged(directory, manifest):
+                break
+        store, passages, lexical, raw = parts
         if encoder is None and model is not None:
             encoder = _load_encoder(model, None, device=device)
         if encoder is not None:
@@ -503,6 +508,13 @@ class Index:
 
         data = asdict(self.manifest)
         data["path"] = str(self.path) if self.path else None
+        memory = {
+            "vectors": int(self.manifest.faiss.get("bytes") or 0),
+            "passages": int(self.passages.table.nbytes),
+            "lexical": self.lexical.nbytes if self.lexical is not None else 0,
+        }
+        data["memory"] = memory
+        data["memory_bytes"] = sum(memory.values())
         if self.path is not None:
             data["disk_bytes"] = sum(
                 f.stat().st_size for f in self.path.rglob("*") if f.is_file()
@@ -582,6 +594,30 @@ def _check_counts(
             f"the index at {directory} is inconsistent: vectors have dim {store.dim}, "
             f"the manifest says {manifest.model.dim}; rebuild it"
         )
+
+
+def _read_parts(directory: Path, manifest: Manifest, *, mmap: bool) -> tuple[Any, ...]:
+    """Vectors, passages, lexical index and original vectors, checked against ``manifest``."""
+    store = VectorStore.read(
+        directory, manifest.metric, mmap=mmap, factory=manifest.faiss.get("factory"),
+        expected_bytes=manifest.faiss.get("bytes"),
+    )
+    passages = PassageTable.read(directory)
+    lexical = None
+    if manifest.lexical is not None:
+        from kosearch.lexical import LexicalIndex
+
+        lexical = LexicalIndex.load(directory / LEXICAL_DIR)
+    _check_counts(directory, manifest, store, passages, lexical)
+    return store, passages, lexical, _read_raw(directory, manifest, mmap=mmap)
+
+
+def _unchanged(directory: Path, manifest: Manifest) -> bool:
+    """Whether ``directory`` still holds the index ``manifest`` describes (no swap meanwhile)."""
+    try:
+        return read_manifest(directory) == manifest
+    except KosearchError:
+        return False
 
 
 def _read_raw(directory: Path, manifest: Manifest, *, mmap: bool) -> Any:

@@ -281,7 +281,7 @@ def _encode_spool(
 
 
 def _encode_texts(directory: Path, chunker: Chunker | None, skip: int = 0) -> Iterator[list[str]]:
-    """Windows of encoder input texts (raw passage texts without a chunker), from row ``skip``."""
+    """Windows of encoder input texts (BM25 texts without a chunker), from row ``skip``."""
     import pyarrow.parquet as pq
 
     columns = ["doc_id", "chunk", "text", "start", "end", "title"]
@@ -292,8 +292,8 @@ def _encode_texts(directory: Path, chunker: Chunker | None, skip: int = 0) -> It
             continue
         rows = batch.slice(skip).to_pydict()
         skip = 0
-        if chunker is None:
-            yield rows["text"]
+        if chunker is None:  # for BM25: the title (untruncated) and the text
+            yield [f"{t}\n{x}" if t else x for t, x in zip(rows["title"], rows["text"])]
         else:
             yield [
                 chunker.encode_text(Passage(*values))
@@ -384,7 +384,8 @@ class Run:
             )
         lexical = None
         if self.settings.lexical:
-            with _progress(n, "BM25", self.progress) as bar:
+            reuse = base is not None and base.lexical is not None and base.lexical.updatable
+            with _progress(record["passages"] if reuse else n, "BM25", self.progress) as bar:
                 lexical = assemble.write_lexical(
                     directory, base, keep,
                     (t for w in _encode_texts(work.path, None) for t in w),

@@ -416,6 +416,16 @@ class LexicalIndex:
     def __len__(self) -> int:
         return self._num_docs
 
+    @property
+    def updatable(self) -> bool:
+        """Whether :meth:`updated` can reuse the stored terms (false for format-1 indexes)."""
+        return self._terms is not None
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the score matrix (the per-row terms are memory-mapped, not counted)."""
+        return int(self._data.nbytes + self._indices.nbytes + self._indptr.nbytes)
+
     def search(self, queries: Sequence[str], k: int) -> list[list[tuple[int, float]]]:
         """The ``k`` best rows for each query.
 

@@ -205,6 +205,8 @@ class VectorStore:
         except RuntimeError:
             import faiss
 
+            if self._mapped:
+                self._own()  # FAISS aborts when it builds the map inside a mapped index
             faiss.extract_index_ivf(self._index).make_direct_map()  # IVF needs a row -> list map
             return np.asarray(self._index.reconstruct_batch(keys), dtype=np.float32)
 
@@ -306,7 +308,7 @@ class VectorStore:
         """A copy with the same trained parameters (IVF centroids, PQ codebooks) and no vectors."""
         import faiss
 
-        index = faiss.clone_index(self._index)
+        index = faiss.deserialize_index(faiss.serialize_index(self._index))  # works when mapped
         index.reset()
         return VectorStore(index, self.metric, self.factory)
 
