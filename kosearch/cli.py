@@ -36,11 +36,20 @@ class _Group(click.Group):
             if _debugging(ctx):
                 raise
             raise click.ClickException(str(e)) from e
+        except BrokenPipeError:  # e.g. `kosearch query ... | head`: the reader has what it wants
+            sys.stderr.close()
+            ctx.exit(0)
         except OSError as e:
             if _debugging(ctx):
                 raise
             where = f"{e.filename}: " if e.filename else ""
             raise click.ClickException(f"{where}{e.strerror or e}") from e
+        except KeyboardInterrupt:
+            if _debugging(ctx):
+                raise
+            click.echo("\nError: interrupted; an index being written is left as it was (run the same "
+                       "kosearch index command again to resume).", err=True)
+            ctx.exit(130)
 
 
 def _debugging(ctx: click.Context) -> bool:

@@ -273,7 +273,8 @@ def _encode_spool(
     """Pass 2: encode the spooled passages not yet checkpointed, one window at a time."""
     done = work.encoded
     if done:
-        log.info("resuming an interrupted run: %d of %d passages were already encoded", done, total)
+        log.warning("resuming an interrupted run: %d of %d passages were already encoded",
+                    done, total)
     with _progress(total, "encoding", progress) as bar:
         bar.update(done)
         for texts in _encode_texts(work.path, chunker, skip=done):

@@ -36,7 +36,9 @@ def _index_command(corpus: Path, out: Path, model: Path) -> list[str]:
             "--model", str(model)]
 
 
-def test_killed_or_interrupted_index_keeps_the_old_index(tmp_path: Path, tiny_xlmr_dir: Path) -> None:
+def test_killed_or_interrupted_update_keeps_the_old_index_and_resumes(
+    tmp_path: Path, tiny_xlmr_dir: Path
+) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     out = tmp_path / "idx"
     old = _corpus(tmp_path / "old.jsonl", 30, "old")
@@ -44,27 +46,38 @@ def test_killed_or_interrupted_index_keeps_the_old_index(tmp_path: Path, tiny_xl
                    capture_output=True)
     before = _snapshot(out)
     new = _corpus(tmp_path / "new.jsonl", 3000, "new")
+    command = _index_command(new, out, tiny_xlmr_dir)
     rng = random.Random(1338)
     outcomes = []
     for sig in (signal.SIGKILL, signal.SIGINT, signal.SIGKILL):
-        proc = subprocess.Popen(_index_command(new, out, tiny_xlmr_dir), env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(rng.uniform(2.5, 9.0))  # a full run takes ~15 s here: import, chunk, encode, BM25
         proc.send_signal(sig)
         stderr = proc.communicate(timeout=120)[1].decode("utf-8", "replace")
         outcomes.append(proc.returncode)
         after = _snapshot(out)
         if after != before:
-            # the new index was swapped in before the signal (the process may still have been
+            # the update was swapped in before the signal (the process may still have been
             # killed on its way out): it must be the complete new index
-            assert Index.load(out).manifest.counts["documents"] == 3000
+            assert Index.load(out).manifest.counts["documents"] == 3030
             before = after
         else:
             assert proc.returncode != 0
             assert "Traceback" not in stderr
+            if sig == signal.SIGINT and proc.returncode == 130:
+                assert "run the same kosearch index command again to resume" in stderr
         index = Index.load(out)  # always loadable
-        assert len(index) in (30, 3000)
-    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith("idx.")]
+        assert len(index) in (30, 3030)
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith("idx.tmp")]
     # temporaries of killed writers are removed by the next writer; at most the last remains
     assert len(leftovers) <= 1, leftovers
     assert any(code != 0 for code in outcomes)
+    state = out.with_name("idx.partial") / "state.json"
+    encoded = json.loads(state.read_text())["encoded"] if state.exists() else 0
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert Index.load(out).manifest.counts["documents"] == 3030
+    if encoded:
+        assert f"{encoded} of 3000 passages were already encoded" in done.stderr
+    assert not out.with_name("idx.partial").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("idx.tmp")]
