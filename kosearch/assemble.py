@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from kosearch.ann import IndexPlan
     from kosearch.lexical import LexicalIndex
     from kosearch.manifest import Manifest
+    from kosearch.workdir import VectorFile
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def write_vectors(
     scratch: Path,
     base: Base | None,
     keep: NDArray[np.int64],
-    new: NDArray[np.float32],
+    new: VectorFile,
     metric: str,
     plan: IndexPlan,
     on_rows: Callable[[int], None] | None = None,
@@ -155,7 +156,7 @@ def _within(n: int, trained_on: Any) -> bool:
 
 
 def _chunks(
-    base: Base | None, keep: NDArray[np.int64], new: NDArray[np.float32]
+    base: Base | None, keep: NDArray[np.int64], new: VectorFile | NDArray[np.float32]
 ) -> Iterator[NDArray[np.float32]]:
     """The vectors of the final rows in order, ``CHUNK_ROWS`` at a time: kept, then new."""
     if base is not None:
@@ -168,7 +169,7 @@ def _chunks(
     yield from _rows(new)
 
 
-def _rows(array: NDArray[np.float32]) -> Iterator[NDArray[np.float32]]:
+def _rows(array: VectorFile | NDArray[np.float32]) -> Iterator[NDArray[np.float32]]:
     for start in range(0, len(array), CHUNK_ROWS):
         yield np.asarray(array[start:start + CHUNK_ROWS], dtype=np.float32)
 

@@ -141,7 +141,7 @@ def index_cmd(ctx: click.Context, corpus: tuple[str, ...], index_dir: str, model
     when run again."""
     from kosearch.chunk import ChunkSettings
     from kosearch.corpus import Fields
-    from kosearch.index import Index
+    from kosearch.index import build_directory
     from kosearch.manifest import MANIFEST_FILE
 
     start = time.perf_counter()
@@ -169,17 +169,17 @@ def index_cmd(ctx: click.Context, corpus: tuple[str, ...], index_dir: str, model
         return
     if sync:
         raise click.UsageError("--sync updates an existing index; there is none at " + index_dir)
-    index = Index.build(
+    manifest, _ = build_directory(
         list(corpus), index_dir, progress=not quiet, model=model, metric=metric,
         batch_size=batch_size, fields=fields, strict=strict, lexical=not no_lexical,
         device=device, query_prompt=query_prompt, passage_prompt=passage_prompt,
         index_type=index_type, restart=restart,
         chunking=ChunkSettings(max_tokens=chunk_tokens, overlap=chunk_overlap, enabled=not no_chunk),
     )
-    counts = index.manifest.counts
+    counts = manifest.counts
     click.echo(
         f"indexed {counts['documents']} documents as {counts['passages']} passages into "
-        f"{index_dir} with {index.manifest.model.name} in {time.perf_counter() - start:.1f}s",
+        f"{index_dir} with {manifest.model.name} in {time.perf_counter() - start:.1f}s",
         err=True,
     )
 

@@ -124,25 +124,12 @@ class Index:
             ModelLoadError: the model cannot be loaded.
             ConfigError: an invalid setting.
         """
-        settings = IndexSettings(**options)
-        settings.validated_metric()
-        from kosearch.ann import plan_index
-
-        plan_index(settings.index_type, 1, 1)  # an unknown type fails before any work
-        loaded: list[Encoder] = [encoder] if encoder is not None else []
-
-        def get_encoder() -> Encoder:
-            if not loaded:
-                loaded.append(_load_encoder(settings.model, settings))
-            return loaded[0]
-
-        get_encoder()
-        run = Run(corpus, settings, get_encoder, progress=progress, stdin=stdin)
+        run = _build_run(corpus, encoder, progress, stdin, options)
         target = Path(path) if path is not None else None
         index, report = _execute(run, target, restart=restart)
         if index is None:
-            index = cls.load(target, encoder=get_encoder())  # type: ignore[arg-type]
-        index._encoder = get_encoder()
+            index = cls.load(target, encoder=run.get_encoder())  # type: ignore[arg-type]
+        index._encoder = run.get_encoder()
         index.last_report = report
         return index
 
@@ -594,6 +581,46 @@ def _check_counts(
             f"the index at {directory} is inconsistent: vectors have dim {store.dim}, "
             f"the manifest says {manifest.model.dim}; rebuild it"
         )
+
+
+def build_directory(
+    corpus: Any,
+    path: str | os.PathLike[str],
+    *,
+    encoder: Encoder | None = None,
+    progress: bool = False,
+    stdin: TextIO | None = None,
+    restart: bool = False,
+    **options: Any,
+) -> tuple[Manifest, UpdateReport]:
+    """Like :meth:`Index.build` with a ``path``, without opening the result afterwards.
+
+    For callers that only need the counts (the CLI): opening would read every passage text
+    into memory, which the build itself never does.
+    """
+    run = _build_run(corpus, encoder, progress, stdin, options)
+    _, report = _execute(run, Path(path), restart=restart)
+    return read_manifest(path), report
+
+
+def _build_run(
+    corpus: Any, encoder: Encoder | None, progress: bool, stdin: TextIO | None,
+    options: dict[str, Any],
+) -> Run:
+    from kosearch.ann import plan_index
+
+    settings = IndexSettings(**options)
+    settings.validated_metric()
+    plan_index(settings.index_type, 1, 1)  # an unknown type fails before any work
+    loaded: list[Encoder] = [encoder] if encoder is not None else []
+
+    def get_encoder() -> Encoder:
+        if not loaded:
+            loaded.append(_load_encoder(settings.model, settings))
+        return loaded[0]
+
+    get_encoder()
+    return Run(corpus, settings, get_encoder, progress=progress, stdin=stdin)
 
 
 def _read_parts(directory: Path, manifest: Manifest, *, mmap: bool) -> tuple[Any, ...]:

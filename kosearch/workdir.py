@@ -121,12 +121,9 @@ class WorkDir:
         self._state["encoded"] = self.encoded + len(array)
         self._save()
 
-    def vectors(self, dim: int) -> NDArray[np.float32]:
-        """The checkpointed vectors, shape ``(encoded, dim)``, memory-mapped read-only."""
-        n = self.encoded
-        if n == 0:
-            return np.zeros((0, dim), np.float32)
-        return np.memmap(self.path / VECTORS_FILE, dtype=np.float32, mode="r", shape=(n, dim))
+    def vectors(self, dim: int) -> VectorFile:
+        """The checkpointed vectors, ``(encoded, dim)``, read from disk a slice at a time."""
+        return VectorFile(self.path / VECTORS_FILE, self.encoded, dim)
 
     # ------------------------------------------------------------------ the end
     def discard(self) -> None:
@@ -145,6 +142,32 @@ class WorkDir:
             raise ConfigError(
                 f"cannot write the checkpoint in {self.path}: {error.strerror or error}"
             ) from error
+
+
+class VectorFile:
+    """Rows of a raw float32 file, read slice by slice with plain reads.
+
+    Not a memory map: mapped pages that were read stay in the process's resident memory, and
+    an indexing run reads every vector once; reads keep its peak at the index's own size.
+    """
+
+    def __init__(self, path: Path, n: int, dim: int) -> None:
+        self.path = path
+        self.shape = (n, dim)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: slice) -> NDArray[np.float32]:
+        n, dim = self.shape
+        start, stop, step = rows.indices(n)
+        if step != 1:
+            raise ValueError("only contiguous slices can be read")
+        count = max(stop - start, 0)
+        if count == 0:
+            return np.zeros((0, dim), np.float32)
+        data = np.fromfile(self.path, dtype=np.float32, count=count * dim, offset=start * dim * 4)
+        return data.reshape(count, dim)
 
 
 def _read_state(path: Path) -> dict[str, Any] | None:
