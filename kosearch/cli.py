@@ -428,17 +428,21 @@ def models_cmd(as_json: bool) -> None:
               help="Search each request on its own instead of batching concurrent ones.")
 @click.option("--log-queries", is_flag=True,
               help="Put query text in the access log (off by default: it may be personal data).")
+@click.option("--writable", is_flag=True,
+              help="Also accept POST /documents (add/update) and DELETE /documents; changes are "
+                   "saved to the index directory. One worker only.")
 @click.pass_obj
 def serve_cmd(obj: dict[str, Any], index_dir: str, host: str, port: int, workers: int,
               api_key: str | None, model: str | None, device: str | None, no_batching: bool,
-              log_queries: bool) -> None:
+              log_queries: bool, writable: bool) -> None:
     """Serve the index over HTTP: POST /search and /search/batch, GET /health, /info and
-    /docs. Read-only: the index cannot be changed through the server. Stop with Ctrl-C."""
+    /docs; with --writable also POST and DELETE /documents. Stop with Ctrl-C."""
     from kosearch.server import log_to_stderr, serve
 
     log_to_stderr(logging.WARNING if obj["quiet"] else logging.INFO)
     serve(index_dir, host=host, port=port, workers=workers, api_key=api_key or None,
-          model=model, device=device, batching=not no_batching, log_queries=log_queries)
+          model=model, device=device, batching=not no_batching, log_queries=log_queries,
+          writable=writable)
 
 
 @cli.group("eval")

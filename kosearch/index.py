@@ -220,8 +220,10 @@ class Index:
             sync: delete the documents missing from ``corpus``.
             progress: show progress bars on stderr.
             **options: ``fields``, ``strict``, ``batch_size``, ``device``, ``index_type``,
-                ``restart``, ``stdin``. The model, prompts, metric, chunking and lexical settings
-                are the index's own; to change them, rebuild.
+                ``restart``, ``stdin``, and ``exclusive`` (hold off searches on this object
+                while updating, e.g. when they share a tokenizer with the update's encoding).
+                The model, prompts, metric, chunking and lexical settings are the index's own;
+                to change them, rebuild.
 
         Returns:
             What changed.
@@ -229,14 +231,14 @@ class Index:
         mode = RunMode.SYNC if sync else RunMode.UPSERT
         return self._update(corpus, mode, progress=progress, **options)
 
-    def delete(self, ids: Iterable[str]) -> UpdateReport:
+    def delete(self, ids: Iterable[str], *, exclusive: bool = False) -> UpdateReport:
         """Delete documents by id, without encoding anything. Unknown ids are reported, not fatal.
 
         Returns:
             What changed; ``report.unknown`` lists the ids the index does not hold.
         """
         wanted = [str(i) for i in ids]
-        return self._update(None, RunMode.DELETE, delete_ids=wanted)
+        return self._update(None, RunMode.DELETE, delete_ids=wanted, exclusive=exclusive)
 
     def _update(
         self,
@@ -247,11 +249,12 @@ class Index:
         delete_ids: Sequence[str] = (),
         restart: bool = False,
         stdin: TextIO | None = None,
+        exclusive: bool = False,
         **options: Any,
     ) -> UpdateReport:
         from kosearch.assemble import Base
 
-        with self._write_lock:
+        with self._write_lock, (self._lock if exclusive else contextlib.nullcontext()):
             settings = _update_settings(self.manifest, options)
             run = Run(
                 corpus, settings, lambda: self.encoder, mode=mode,

@@ -11,7 +11,13 @@ Endpoints (OpenAPI docs at ``/docs``):
 * ``POST /search/batch`` ``{"queries": [...], "k", "mode", "passages"}`` ->
   ``{"results": [{"query", "hits"}, ...]}``;
 * ``GET /health`` -> ``{"status": "ok", ...}`` (never needs the API key);
-* ``GET /info`` -> the manifest, counts and size of the index.
+* ``GET /info`` -> the manifest, counts and size of the index;
+* with ``writable=True`` (``kosearch serve --writable``) only:
+  ``POST /documents`` ``{"documents": [{"id", "text", "title", "meta"}], "mode": "upsert"}``
+  adds documents (``mode: "add"`` refuses ids already present) and re-encodes changed ones;
+  ``DELETE /documents`` ``{"ids": [...]}`` deletes (unknown ids are reported, not an error).
+  Both answer with what changed and save the index atomically before answering. Writes are
+  serialized and searches wait while one runs (they share the model and Kiwi).
 
 Every failure is JSON ``{"error": "<one sentence>"}``: 400 for malformed JSON or a search the
 index refuses, 401 for a missing or wrong API key, 404/405 for a wrong route or method, 413 for
@@ -21,7 +27,7 @@ requests that queue up behind a running search are answered together by one ``se
 call per ``(k, mode, passages)``. Each request is logged as one JSON line on the
 ``kosearch.server`` logger, without the query text unless ``log_queries=True``.
 
-The index is read-only here: there are no add/delete endpoints yet.
+Without ``writable`` the index is read-only and the document routes do not exist.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from typing import TYPE_CHECKING, Any, get_type_hints
 from kosearch import __version__
 from kosearch.asgi import NOTE_KEY, AccessLog, Gate
 from kosearch.batching import SearchBatcher
-from kosearch.errors import ConfigError, KosearchError, MissingDependencyError
+from kosearch.errors import ConfigError, CorpusError, KosearchError, MissingDependencyError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -69,6 +75,8 @@ def create_app(
     batching: bool = True,
     batch_window_ms: float = 0.0,
     log_queries: bool = False,
+    writable: bool = False,
+    max_documents: int = 1000,
 ) -> FastAPI:
     """A FastAPI app that searches ``index``; no global state, so several can coexist.
 
@@ -83,6 +91,9 @@ def create_app(
         batch_window_ms: Wait this long for more requests before searching (0: only batch
             requests that queue behind a running search, adding no latency).
         log_queries: Put the query text in the access log (off: it may be personal data).
+        writable: Add ``POST /documents`` and ``DELETE /documents`` (changes are saved to the
+            index directory; use one worker).
+        max_documents: The most documents or ids in one write request.
 
     Returns:
         The ASGI application.
@@ -95,7 +106,8 @@ def create_app(
     from fastapi import FastAPI
 
     for name, value in (("max_k", max_k), ("max_query_chars", max_query_chars),
-                        ("max_batch", max_batch), ("max_body_bytes", max_body_bytes)):
+                        ("max_batch", max_batch), ("max_body_bytes", max_body_bytes),
+                        ("max_documents", max_documents)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     if api_key is not None and not api_key.strip():
@@ -120,7 +132,10 @@ def create_app(
     app.state.index = index
     app.state.batcher = batcher
     _add_error_handlers(app)
-    _add_routes(app, index, batcher, _models(max_k, max_query_chars, max_batch))
+    models = _models(max_k, max_query_chars, max_batch, max_documents)
+    _add_routes(app, index, batcher, models)
+    if writable:
+        _add_write_routes(app, index, models)
     app.add_middleware(Gate, api_key=api_key, max_body_bytes=max_body_bytes, open_paths=OPEN_PATHS)
     # added last, so outermost: 401 and 413 answers are logged too
     app.add_middleware(AccessLog, logger=access_log, log_queries=log_queries)
@@ -130,7 +145,9 @@ def create_app(
 # ---------------------------------------------------------------------------- request models
 
 
-def _models(max_k: int, max_query_chars: int, max_batch: int) -> dict[str, type[BaseModel]]:
+def _models(
+    max_k: int, max_query_chars: int, max_batch: int, max_documents: int
+) -> dict[str, type[BaseModel]]:
     """Request and response models, with this app's limits in the schema (and the docs)."""
     from typing import Annotated, Literal
 
@@ -165,6 +182,37 @@ def _models(max_k: int, max_query_chars: int, max_batch: int) -> dict[str, type[
         ),
         "result": result,
         "results": create_model("BatchResponse", results=(list[result], ...)),  # type: ignore[valid-type]
+        **_write_models(max_documents, strict),
+    }
+
+
+def _write_models(max_documents: int, strict: Any) -> dict[str, type[BaseModel]]:
+    from typing import Annotated, Literal
+
+    from pydantic import Field, StringConstraints, create_model
+
+    ident = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+    document = create_model(
+        "DocumentIn", __config__=strict, id=(ident, ...), text=(str, ...),
+        title=(str, Field("", description="Optional title, encoded with each passage.")),
+        meta=(dict[str, Any], Field(default_factory=dict, description="Other fields, kept.")),
+    )
+    listed = Field(min_length=1, max_length=max_documents)
+    return {
+        "documents": create_model(
+            "DocumentsRequest", __config__=strict,
+            documents=(Annotated[list[document], listed], ...),  # type: ignore[valid-type]
+            mode=(Literal["upsert", "add"], Field("upsert", description=(
+                "upsert: add new ids and re-encode changed documents; add: refuse known ids."))),
+        ),
+        "delete": create_model(
+            "DeleteRequest", __config__=strict, ids=(Annotated[list[ident], listed], ...),
+        ),
+        "report": create_model(
+            "UpdateReport", added=(int, ...), updated=(int, ...), unchanged=(int, ...),
+            deleted=(int, ...), unknown=(list[str], ...), documents=(int, ...),
+            passages=(int, ...),
+        ),
     }
 
 
@@ -256,6 +304,55 @@ def _add_routes(
     app.add_api_route("/info", info, methods=["GET"], summary="The index manifest, counts, size")
 
 
+def _add_write_routes(app: FastAPI, index: Index, models: dict[str, type[BaseModel]]) -> None:
+    """``POST /documents`` and ``DELETE /documents``, run in the thread pool one at a time."""
+    import anyio
+    from fastapi import Request
+    from fastapi.responses import JSONResponse
+
+    from kosearch.types import Document
+
+    def reply(report: Any) -> JSONResponse:
+        counts = index.manifest.counts
+        return JSONResponse({
+            "added": report.added, "updated": report.updated, "unchanged": report.unchanged,
+            "deleted": report.deleted, "unknown": list(report.unknown),
+            "documents": counts["documents"], "passages": counts["passages"],
+        })
+
+    async def write(request: Request, model: str, apply: Any) -> JSONResponse:
+        body = await _parse(request, models[model])
+        report = await anyio.to_thread.run_sync(apply, body)
+        return reply(report)
+
+    def put(body: Any) -> Any:
+        docs = [Document(id=d.id, text=d.text, title=d.title, meta=d.meta) for d in body.documents]
+        if body.mode == "add":
+            return index.add(docs, exclusive=True)
+        return index.upsert(docs, exclusive=True)
+
+    async def post_documents(request: Request) -> JSONResponse:
+        return await write(request, "documents", put)
+
+    async def delete_documents(request: Request) -> JSONResponse:
+        return await write(request, "delete", lambda body: index.delete(body.ids, exclusive=True))
+
+    names = {"Request": Request, "JSONResponse": JSONResponse}
+    for endpoint in (post_documents, delete_documents):
+        endpoint.__annotations__ = get_type_hints(endpoint, localns=names)
+    schema = {"responses": {200: {"model": models["report"]}}}
+    app.add_api_route(
+        "/documents", post_documents, methods=["POST"], summary="Add or update documents",
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+            "schema": models["documents"].model_json_schema()}}}}, **schema,
+    )
+    app.add_api_route(
+        "/documents", delete_documents, methods=["DELETE"], summary="Delete documents by id",
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+            "schema": models["delete"].model_json_schema()}}}}, **schema,
+    )
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     """Every error becomes ``{"error": "<one sentence>"}``; library errors are mapped here once."""
     from fastapi.exceptions import RequestValidationError
@@ -277,8 +374,9 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": message}, status)
 
     async def library_error(request: Request, exc: Exception) -> JSONResponse:
-        # ConfigError is the caller's fault (bad k, mode, query); anything else is the server's.
-        status = 400 if isinstance(exc, ConfigError) else 500
+        # ConfigError and CorpusError are the caller's fault (bad k, mode, query, documents);
+        # anything else is the server's.
+        status = 400 if isinstance(exc, (ConfigError, CorpusError)) else 500
         if status == 500:
             log.error("search failed: %s", exc)
         return JSONResponse({"error": str(exc)}, status)
@@ -327,6 +425,10 @@ def serve(
     uvicorn = _require("uvicorn")
     if workers < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}")
+    if workers > 1 and options.get("writable"):
+        raise ConfigError(
+            "a writable server needs a single worker: each worker holds its own copy of the index"
+        )
     if not _is_loopback(host) and not api_key:
         log.warning("serving on %s without an API key: anyone who can reach this host can "
                     "search the index; set --api-key (or KOSEARCH_API_KEY)", host)

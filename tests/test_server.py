@@ -479,3 +479,44 @@ def test_missing_fastapi_says_which_extra_to_install(
     monkeypatch.setitem(sys.modules, "fastapi", None)  # makes `import fastapi` fail
     with pytest.raises(MissingDependencyError, match=r"pip install 'kosearch\[server\]'"):
         create_app(index)
+
+
+# ---------------------------------------------------------------------------- writable
+def test_document_routes_exist_only_when_writable(client: TestClient) -> None:
+    response = client.post("/documents", json={"documents": [{"id": "x", "text": "글"}]})
+    assert response.status_code == 404 and "no endpoint at /documents" in response.json()["error"]
+
+
+def test_writable_server_adds_updates_and_deletes(tmp_path: Any) -> None:
+    encoder = HashEncoder()
+    Index.build(DOCS[:4], tmp_path / "idx", encoder=encoder)
+    index = Index.load(tmp_path / "idx", encoder=encoder)
+    with TestClient(create_app(index, writable=True, api_key=KEY)) as c:
+        auth = {"Authorization": f"Bearer {KEY}"}
+        doc = {"id": "new", "text": "울릉도 오징어 축제가 열렸다", "title": "축제", "meta": {"s": 1}}
+        denied = c.post("/documents", json={"documents": [doc]})
+        assert denied.status_code == 401
+        added = c.post("/documents", json={"documents": [doc]}, headers=auth)
+        assert added.status_code == 200, added.text
+        assert added.json()["added"] == 1 and added.json()["documents"] == 5
+        hit = c.post("/search", json={"query": "오징어 축제", "k": 1}, headers=auth).json()["hits"][0]
+        assert (hit["id"], hit["meta"]) == ("new", {"s": 1})
+        again = c.post("/documents", json={"documents": [doc], "mode": "add"}, headers=auth)
+        assert again.status_code == 400 and "already in the index" in again.json()["error"]
+        changed = c.post("/documents", json={"documents": [{**doc, "text": "울릉도 호박엿"}]},
+                         headers=auth)
+        assert changed.json()["updated"] == 1
+        gone = c.request("DELETE", "/documents", json={"ids": ["new", "zz"]}, headers=auth)
+        assert gone.status_code == 200
+        assert (gone.json()["deleted"], gone.json()["unknown"]) == (1, ["zz"])
+        for bad in ({"documents": []}, {"documents": [{"id": "", "text": "x"}]},
+                    {"documents": [{"id": "a"}]}, {"documents": [doc], "mode": "replace"}):
+            response = c.post("/documents", json=bad, headers=auth)
+            assert response.status_code == 422, (bad, response.text)
+            assert set(response.json()) == {"error"}
+    assert len(Index.load(tmp_path / "idx")) == 4  # saved as it went
+
+
+def test_writable_needs_one_worker(index: Index, tmp_path: Any) -> None:
+    with pytest.raises(ConfigError, match="single worker"):
+        serve(tmp_path, workers=2, writable=True)
