@@ -81,3 +81,27 @@ def test_killed_or_interrupted_update_keeps_the_old_index_and_resumes(
         assert f"{encoded} of 3000 passages were already encoded" in done.stderr
     assert not out.with_name("idx.partial").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("idx.tmp")]
+
+
+def _small_file_limit() -> None:  # in the child: writes past 256 kB fail with EFBIG, like a full disk
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (256_000, 256_000))
+
+
+def test_a_full_disk_during_an_update_leaves_the_old_index(tmp_path: Path, tiny_xlmr_dir: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    out = tmp_path / "idx"
+    subprocess.run(_index_command(_corpus(tmp_path / "old.jsonl", 30, "old"), out, tiny_xlmr_dir),
+                   check=True, env=env, capture_output=True)
+    before = _snapshot(out)
+    new = _corpus(tmp_path / "new.jsonl", 3000, "new")
+    proc = subprocess.run(_index_command(new, out, tiny_xlmr_dir), env=env, capture_output=True,
+                          text=True, preexec_fn=_small_file_limit)
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr
+    assert _snapshot(out) == before
+    assert len(Index.load(out)) == 30
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("idx.tmp")]
