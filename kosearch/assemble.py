@@ -208,21 +208,29 @@ def write_lexical(
     keep: NDArray[np.int64],
     new_texts: Iterator[str],
     all_texts: Callable[[], Iterator[str]],
-    kiwi: Any,
+    kiwi: Callable[[], Any],
     on_batch: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Write ``lexical/``: the kept rows' stored terms plus the new texts analyzed, re-scored."""
-    from kosearch.errors import IndexFormatError
+    """Write ``lexical/``: the kept rows' stored terms plus the new texts analyzed, re-scored.
+
+    ``kiwi`` gives the run's Kiwi (the chunker's, ~300 MB), so that no second one is loaded.
+    """
     from kosearch.lexical import LexicalIndex, MorphemeAnalyzer
 
     lexical = None
     if base is not None and base.lexical is not None:
-        try:
-            lexical = base.lexical.updated(keep, new_texts, on_batch=on_batch)
-        except IndexFormatError as error:
-            log.warning("%s; analyzing every passage again", error)
+        if base.lexical.updatable:
+            old = base.lexical.analyzer
+            analyzer = (
+                MorphemeAnalyzer(old.tags, kiwi=kiwi()) if isinstance(old, MorphemeAnalyzer)
+                else old
+            )
+            lexical = base.lexical.updated(keep, new_texts, analyzer=analyzer, on_batch=on_batch)
+        else:
+            log.warning("the index's BM25 part predates per-passage terms; analyzing every "
+                        "passage again")
     if lexical is None:
-        lexical = LexicalIndex.build(all_texts(), analyzer=MorphemeAnalyzer(kiwi=kiwi),
+        lexical = LexicalIndex.build(all_texts(), analyzer=MorphemeAnalyzer(kiwi=kiwi()),
                                      on_batch=on_batch)
     lexical.save(directory / "lexical")
     return lexical.config()

@@ -329,9 +329,16 @@ class Run:
                 prompt=encoder.passage_prompt,
             )
             # one Kiwi for sentence splitting and BM25 (~300 MB each)
-            self._splitter = SentenceSplitter()
+            if self._splitter is None:
+                self._splitter = SentenceSplitter()
             self._chunker = Chunker(counter, self.settings.chunking, splitter=self._splitter)
         return self._chunker
+
+    def _kiwi(self) -> Any:
+        """The chunker's Kiwi, loaded only when asked for (BM25 needs one)."""
+        if self._splitter is None:
+            self._splitter = SentenceSplitter()
+        return self._splitter.kiwi
 
     def execute(self, directory: Path, work: WorkDir) -> tuple[Manifest, UpdateReport]:
         """Chunk, encode and assemble into ``directory`` (an empty, private directory)."""
@@ -391,7 +398,7 @@ class Run:
                     directory, base, keep,
                     (t for w in _encode_texts(work.path, None) for t in w),
                     lambda: (t for w in _encode_texts(directory, None) for t in w),
-                    self._splitter.kiwi if self._splitter is not None else None,
+                    self._kiwi,
                     on_batch=bar.update,
                 )
         return self._manifest(directory, record, metric, faiss_info, lexical, n)

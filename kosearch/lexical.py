@@ -384,10 +384,14 @@ class LexicalIndex:
         keep: Sequence[int] | NDArray[np.integer[Any]],
         texts: Iterable[str],
         *,
+        analyzer: Analyzer | None = None,
         batch_size: int = 4096,
         on_batch: Callable[[int], None] | None = None,
     ) -> LexicalIndex:
         """A new index over the rows ``keep`` (in that order) followed by ``texts``.
+
+        ``analyzer`` replaces this index's own for ``texts`` (e.g. one sharing a loaded Kiwi); it
+        must have the same config, or the terms would not match.
 
         Kept rows are not analyzed again: their stored term ids are reused, and only ``texts``
         go through the analyzer. Every score is recomputed, since BM25 depends on the whole
@@ -403,9 +407,13 @@ class LexicalIndex:
                 "this lexical index was written by an older kosearch without per-passage terms, "
                 "so it cannot be updated; rebuild the index"
             )
+        if analyzer is None:
+            analyzer = self._analyzer
+        elif analyzer.config() != self._analyzer.config():
+            raise ValueError("the analyzer differs from the one this index was built with")
         vocab = dict(self._vocab)
         docs = self._terms.lists(keep, self._num_docs)
-        docs += _analyze(texts, self._analyzer, vocab, batch_size, on_batch)
+        docs += _analyze(texts, analyzer, vocab, batch_size, on_batch)
         return self._scored(self._analyzer, vocab, docs, k1=self._k1, b=self._b)
 
     @property
