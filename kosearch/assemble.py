@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EMBEDDINGS_FILE = "embeddings.npy"
-CHUNK_ROWS = 65536  # vectors moved per step
+CHUNK_ROWS = 16384  # vectors moved per step (a transient copy of this many is made)
 LOSSY_KINDS = frozenset({"ivf-pq", "ivf-sq8"})  # their stored vectors are approximations
 RETRAIN_FACTOR = 2.0  # retrain an ANN index once the collection grew or shrank this much
 
@@ -136,7 +136,7 @@ def write_vectors(
         trained_on = n
     else:
         store = VectorStore.create(dim, metric, plan.factory)
-        _add_chunks(store, _chunks(base, keep, new), on_rows)
+        store.fill(_counted(_chunks(base, keep, new), on_rows), n)
     del combined
     size = store.write(directory)
     return {
@@ -185,6 +185,15 @@ def _combine(
         at += len(chunk)
     array.flush()
     return array
+
+
+def _counted(
+    chunks: Iterator[NDArray[np.float32]], on_rows: Callable[[int], None] | None
+) -> Iterator[NDArray[np.float32]]:
+    for chunk in chunks:
+        yield chunk
+        if on_rows is not None:
+            on_rows(len(chunk))
 
 
 def _add_chunks(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -296,6 +296,45 @@ class VectorStore:
         if self.metric is Metric.COSINE:
             faiss.normalize_L2(prepared)
         return prepared
+
+    def fill(self, chunks: Iterable[NDArray[np.floating[Any]]], n: int) -> None:
+        """Add exactly ``n`` vectors given in chunks, sizing an exact (Flat) index only once.
+
+        ``add`` lets FAISS grow its buffer by doubling, which briefly holds up to three times
+        the vectors; here a Flat index's buffer is allocated at its final size and each chunk
+        is written into it, so the peak is the vectors plus one chunk. Other index types fall
+        back to :meth:`add` per chunk.
+
+        Raises:
+            ValueError: If the chunks hold other than ``n`` vectors, or have the wrong shape.
+        """
+        import faiss
+
+        flat = type(self._index) in (faiss.IndexFlatIP, faiss.IndexFlatL2, faiss.IndexFlat)
+        if not flat or self.ntotal or self._mapped:
+            added = 0
+            for chunk in chunks:
+                self.add(chunk)
+                added += len(chunk)
+            if added != n:
+                raise ValueError(f"expected {n} vectors, got {added}")
+            return
+        size = n * self.dim * 4
+        self._index.codes.resize(size)
+        view = faiss.rev_swig_ptr(self._index.codes.data(), size).view(np.float32)
+        rows = view.reshape(n, self.dim) if n else np.zeros((0, self.dim), np.float32)
+        at = 0
+        for chunk in chunks:
+            prepared = self._prepare(chunk)
+            if at + len(prepared) > n:
+                self._index.reset()
+                raise ValueError(f"expected {n} vectors, got more")
+            rows[at:at + len(prepared)] = prepared
+            at += len(prepared)
+        if at != n:
+            self._index.reset()
+            raise ValueError(f"expected {n} vectors, got {at}")
+        self._index.ntotal = n
 
     def copy(self) -> VectorStore:
         """An independent in-memory copy (e.g. to add to while this one keeps serving)."""

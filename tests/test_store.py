@@ -431,3 +431,23 @@ def test_content_hashes_round_trip_and_old_tables_read_as_unknown(tmp_path: Path
     table = pq.read_table(tmp_path / "passages.parquet").drop_columns(["hash"])
     pq.write_table(table, tmp_path / "passages.parquet")
     assert PassageTable.read(tmp_path).column("hash").to_pylist() == ["", "", ""]
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
+def test_fill_equals_add_and_checks_the_count(metric: str) -> None:
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(50, 8)).astype(np.float32)
+    added = VectorStore.create(8, metric)
+    added.add(vectors)
+    filled = VectorStore.create(8, metric)
+    filled.fill([vectors[:20], vectors[20:45], vectors[45:]], 50)
+    assert filled.ntotal == 50
+    assert np.array_equal(filled.reconstruct(range(50)), added.reconstruct(range(50)))
+    queries = rng.normal(size=(3, 8)).astype(np.float32)
+    assert np.array_equal(filled.search(queries, 5)[1], added.search(queries, 5)[1])
+    with pytest.raises(ValueError, match="expected 50 vectors, got 20"):
+        VectorStore.create(8, metric).fill([vectors[:20]], 50)
+    short = VectorStore.create(8, metric)
+    with pytest.raises(ValueError, match="got more"):
+        short.fill([vectors], 10)
+    assert short.ntotal == 0
