@@ -262,7 +262,7 @@ def print_report(runs: list[dict[str, Any]], lexical: bool) -> None:
     print(
         "A rise between one phase's end and the next one's start happened outside the phases "
         "(e.g. while the next call's arguments were computed). RSS includes the touched pages of "
-        "memory-mapped files (the encoded vectors are read back through np.memmap)."
+        "memory-mapped files (a loaded index maps vectors.faiss and the BM25 term ids)."
     )
 
 
