@@ -5,7 +5,7 @@
 :func:`build_store` trains and fills a :class:`~kosearch.store.VectorStore` from it, reading the
 vectors in row chunks so a memory-mapped array is never loaded whole.
 
-``auto`` keeps exact search up to :data:`AUTO_EXACT_MAX` vectors and picks ``ivf-sq8`` above it;
+``auto`` keeps exact search up to :data:`AUTO_EXACT_MAX` vectors and picks ``hnsw`` above it;
 the threshold and the defaults come from ``bench/scale.py`` (figures in ``bench/SCALE.md``).
 """
 
@@ -35,19 +35,20 @@ __all__ = [
 INDEX_TYPES: tuple[str, ...] = ("auto", "flat", "hnsw", "ivf-flat", "ivf-pq", "ivf-sq8")
 IVF_TYPES = ("ivf-flat", "ivf-pq", "ivf-sq8")
 
-# auto: exact search up to here; one exact query over 100k 384-d vectors takes ~7 ms on one
-# core (200k: ~19 ms, growing linearly), while ivf-sq8 answers in ~0.2 ms at recall@10 >= 0.99.
-# ivf-pq is never automatic: its recall@10 stays at 0.6-0.8 (bench/SCALE.md).
-AUTO_EXACT_MAX = 100_000
+# auto: exact search up to here. One exact query over 200k 384-d vectors takes ~19 ms on one
+# core (less than encoding the query on a CPU) and grows linearly; on real sentence embeddings
+# IVF needs nprobe ~ nlist/2 for recall@10 0.95, while HNSW (efSearch 256) reaches 0.98 at
+# ~1 ms. ivf-pq is never automatic: its recall@10 stays at 0.4-0.8 (bench/SCALE.md).
+AUTO_EXACT_MAX = 200_000
 
 HNSW_M = 32  # graph degree: ~256 bytes of links per vector on top of the raw vector
 HNSW_EF_CONSTRUCTION = 40  # FAISS's default; higher buys little recall for much build time
-HNSW_EF_SEARCH = 128  # recall@10 0.96 at 100k (64: 0.95 at 50k, 0.947 at 100k)
+HNSW_EF_SEARCH = 256  # recall@10 0.98 on me5 embeddings (128: 0.96), 0.94 synthetic at 200k
 LISTS_PER_SQRT_N = 2  # nlist ~ 2 sqrt(n): k-means on 1M vectors trains in about 1 minute here
 MIN_POINTS_PER_LIST = 39  # FAISS k-means warns below 39 training points per centroid
 TRAIN_POINTS_PER_LIST = 64
-NPROBE_FRACTION = 1 / 32  # of nlist, bounded by NPROBE_MIN/NPROBE_MAX
-NPROBE_MIN, NPROBE_MAX = 8, 128
+NPROBE_FRACTION = 1 / 8  # of nlist: real text needs wide probing (bench/SCALE.md)
+NPROBE_MIN, NPROBE_MAX = 8, 256
 PQ_DIMS_PER_CODE = 8  # one 8-bit code per 8 dimensions: 48 bytes for 384-d (32x smaller);
 # 4 dimensions per code trains 20-35x slower in FAISS (bench/SCALE.md)
 
@@ -91,9 +92,9 @@ class IndexPlan:
 def plan_index(index_type: str, n: int, dim: int) -> IndexPlan:
     """The index to build for ``n`` vectors of dimension ``dim``.
 
-    ``auto`` is ``flat`` up to :data:`AUTO_EXACT_MAX` vectors and ``ivf-sq8`` above. IVF uses about
+    ``auto`` is ``flat`` up to :data:`AUTO_EXACT_MAX` vectors and ``hnsw`` above. IVF uses about
     ``2 * sqrt(n)`` lists (a power of two, at most ``n / 39`` so each list has enough training
-    points); ``nprobe`` visits 1/32 of them (8 to 128). An IVF type asked for on a collection too
+    points); ``nprobe`` visits 1/8 of them (8 to 256). An IVF type asked for on a collection too
     small to train keeps working with fewer lists (and 4-bit PQ codes, or SQ8 instead of PQ), or
     falls back to ``flat`` when there is nothing to train on; ``note`` says so.
 
@@ -108,7 +109,7 @@ def plan_index(index_type: str, n: int, dim: int) -> IndexPlan:
 
     Example:
         >>> plan_index("auto", 500_000, 384).factory
-        'IVF1024,SQ8'
+        'HNSW32'
     """
     if index_type not in INDEX_TYPES:
         raise ConfigError(
@@ -118,7 +119,7 @@ def plan_index(index_type: str, n: int, dim: int) -> IndexPlan:
         raise ValueError(f"need n >= 0 and dim > 0, got n={n}, dim={dim}")
     kind = index_type
     if index_type == "auto":
-        kind = "flat" if n <= AUTO_EXACT_MAX else "ivf-sq8"
+        kind = "flat" if n <= AUTO_EXACT_MAX else "hnsw"
     if kind == "flat":
         return IndexPlan("flat", index_type, "Flat", 0, None, None)
     if kind == "hnsw":

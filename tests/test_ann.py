@@ -71,13 +71,13 @@ def exact(stores: dict[str, VectorStore], queries: np.ndarray) -> np.ndarray:
 # -- plan_index ---------------------------------------------------------------------------------
 
 
-def test_auto_is_exact_up_to_the_threshold_then_ivf_sq8() -> None:
+def test_auto_is_exact_up_to_the_threshold_then_hnsw() -> None:
     assert plan_index("auto", 0, 384).kind == "flat"
     assert plan_index("auto", AUTO_EXACT_MAX, 384).kind == "flat"
     above = plan_index("auto", AUTO_EXACT_MAX + 1, 384)
-    assert (above.kind, above.requested) == ("ivf-sq8", "auto")
-    assert above.nprobe is not None and above.train_size > 0
-    assert plan_index("auto", 50_000_000, 384).kind == "ivf-sq8"  # never the lossy ivf-pq
+    assert (above.kind, above.requested, above.factory) == ("hnsw", "auto", "HNSW32")
+    assert above.ef_search == 256 and above.train_size == 0
+    assert plan_index("auto", 50_000_000, 384).kind == "hnsw"  # never the lossy ivf-pq
 
 
 @pytest.mark.parametrize("index_type", INDEX_TYPES)
@@ -107,7 +107,7 @@ def test_plan_scales_lists_with_size() -> None:
     nlists = [plan_index("ivf-flat", n, 384).nlist for n in (50_000, 200_000, 1_000_000)]
     assert nlists == [512, 1024, 2048]
     plan = plan_index("ivf-pq", 1_000_000, 384)
-    assert plan.factory == "IVF2048,PQ48" and plan.nprobe == 64
+    assert plan.factory == "IVF2048,PQ48" and plan.nprobe == 256
 
 
 def test_small_collection_keeps_the_type_with_fewer_lists() -> None:
@@ -129,13 +129,13 @@ def test_unknown_type_lists_the_valid_ones() -> None:
 
 
 def test_plan_to_dict_is_json_ready() -> None:
-    plan = plan_index("auto", 500_000, 384)
+    plan = plan_index("ivf-sq8", 500_000, 384)
     assert plan.to_dict() == {
         "kind": "ivf-sq8",
-        "requested": "auto",
+        "requested": "ivf-sq8",
         "factory": "IVF1024,SQ8",
         "train_size": 65536,
-        "nprobe": 32,
+        "nprobe": 128,
         "ef_search": None,
         "nlist": 1024,
         "ef_construction": None,
