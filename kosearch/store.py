@@ -97,6 +97,10 @@ class VectorStore:
             raise ConfigError(
                 f"FAISS cannot build an index from the factory string {factory!r}"
             ) from error
+        if hasattr(index, "do_polysemous_training"):
+            # The factory turns on polysemous training for IVF-PQ: minutes of training for a
+            # Hamming pre-filter kosearch never uses (polysemous_ht stays 0).
+            index.do_polysemous_training = False
         return cls(index, parsed, factory)
 
     @property
@@ -118,6 +122,93 @@ class VectorStore:
     def mapped(self) -> bool:
         """Whether the vectors are memory-mapped from a file (read-only until the next add)."""
         return self._mapped
+
+    @property
+    def kind(self) -> str:
+        """``flat``, ``hnsw``, ``ivf-flat``, ``ivf-pq``, ``ivf-sq8`` or ``other``."""
+        return _kind(self._index)
+
+    def search_params(self) -> dict[str, int]:
+        """The query-time knobs in force: ``{"nprobe": ...}`` (IVF), ``{"ef_search": ...}``
+        (HNSW) or ``{}``; FAISS stores both in the index file."""
+        ivf = _ivf(self._index)
+        if ivf is not None:
+            return {"nprobe": int(ivf.nprobe)}
+        if self.kind == "hnsw":
+            return {"ef_search": int(self._index.hnsw.efSearch)}
+        return {}
+
+    def set_search_params(self, *, nprobe: int | None = None, ef_search: int | None = None) -> None:
+        """Set query-time knobs; None leaves a knob as it is.
+
+        Args:
+            nprobe: Inverted lists visited per query (IVF types; more is slower and more exact).
+            ef_search: Candidate list size of an HNSW search (at least ``k`` is always used).
+
+        Raises:
+            ConfigError: If a knob does not apply to this index type.
+            ValueError: If a knob is below 1.
+        """
+        for name, value in (("nprobe", nprobe), ("ef_search", ef_search)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        ivf = _ivf(self._index)
+        if nprobe is not None:
+            if ivf is None:
+                raise ConfigError(
+                    f"nprobe applies only to IVF indexes (ivf-flat, ivf-pq, ivf-sq8), "
+                    f"not to this {self.kind} index"
+                )
+            ivf.nprobe = int(nprobe)
+        if ef_search is not None:
+            if self.kind != "hnsw":
+                raise ConfigError(
+                    f"ef_search applies only to hnsw indexes, not to this {self.kind} index"
+                )
+            self._index.hnsw.efSearch = int(ef_search)
+
+    def set_build_params(self, *, ef_construction: int | None = None) -> None:
+        """Set HNSW's build breadth (before adding vectors; higher: better graph, slower add).
+
+        Raises:
+            ConfigError: If this is not an HNSW index.
+            ValueError: If ``ef_construction`` is below 1.
+        """
+        if ef_construction is None:
+            return
+        if ef_construction < 1:
+            raise ValueError(f"ef_construction must be at least 1, got {ef_construction}")
+        if self.kind != "hnsw":
+            raise ConfigError(
+                f"ef_construction applies only to hnsw indexes, not to this {self.kind} index"
+            )
+        self._index.hnsw.efConstruction = int(ef_construction)
+
+    def empty_copy(self) -> VectorStore:
+        """A store with the same type, trained parameters and search knobs, but no vectors.
+
+        Re-adding vectors to it needs no retraining (e.g. to rebuild after deletions). The
+        vectors are never copied, so this is cheap for a large or memory-mapped index.
+        """
+        import faiss
+
+        index = self._index
+        kind = self.kind
+        if kind == "flat":
+            empty = faiss.IndexFlat(index.d, index.metric_type)
+        elif kind == "hnsw":
+            empty = faiss.IndexHNSWFlat(index.d, index.hnsw.nb_neighbors(1), index.metric_type)
+            empty.hnsw.efConstruction = index.hnsw.efConstruction
+            empty.hnsw.efSearch = index.hnsw.efSearch
+        elif _ivf(index) is not None:
+            empty = _clone_without_lists(index)
+        else:  # clone + reset; FAISS aborts on resetting a clone that views mapped memory
+            source = faiss.serialize_index(index) if self._mapped else None
+            empty = (
+                faiss.deserialize_index(source) if source is not None else faiss.clone_index(index)
+            )
+            empty.reset()
+        return VectorStore(empty, self.metric, self.factory)
 
     def train(self, vectors: NDArray[np.floating[Any]]) -> None:
         """Train an IVF/PQ index on sample vectors of shape ``(n, dim)`` (no-op for Flat/HNSW)."""
@@ -341,14 +432,6 @@ class VectorStore:
         import faiss
 
         index = faiss.deserialize_index(faiss.serialize_index(self._index))
-        return VectorStore(index, self.metric, self.factory)
-
-    def empty_copy(self) -> VectorStore:
-        """A copy with the same trained parameters (IVF centroids, PQ codebooks) and no vectors."""
-        import faiss
-
-        index = faiss.deserialize_index(faiss.serialize_index(self._index))  # works when mapped
-        index.reset()
         return VectorStore(index, self.metric, self.factory)
 
     def _own(self) -> None:
@@ -657,6 +740,57 @@ def _faiss_metric(metric: Metric) -> int:
     import faiss
 
     return int(faiss.METRIC_L2 if metric is Metric.L2 else faiss.METRIC_INNER_PRODUCT)
+
+
+def _ivf(index: faiss.Index) -> Any:
+    """The IVF part of ``index``, or None when it has none."""
+    import faiss
+
+    try:
+        return faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return None
+
+
+def _clone_without_lists(index: faiss.Index) -> Any:
+    """A copy of an IVF index with its quantizer and codec but empty inverted lists.
+
+    The lists are swapped for empty ones while cloning, so the vectors are never copied and
+    mapped lists are never written to (FAISS aborts on clearing a mapped vector).
+    """
+    import faiss
+
+    ivf = faiss.extract_index_ivf(index)
+    lists, owned = ivf.invlists, ivf.own_invlists
+    empty = faiss.ArrayInvertedLists(ivf.nlist, ivf.code_size)
+    ivf.own_invlists = False  # replace_invlists must not free the real lists
+    ivf.replace_invlists(empty, False)
+    try:
+        clone = faiss.clone_index(index)
+    finally:
+        ivf.replace_invlists(lists, owned)
+    clone_ivf = faiss.extract_index_ivf(clone)
+    clone_ivf.direct_map = faiss.DirectMap()  # rebuilt by reconstruct() when needed
+    clone_ivf.ntotal = clone.ntotal = 0
+    return clone
+
+
+def _kind(index: faiss.Index) -> str:
+    """The kosearch index type of a FAISS index (``other`` when it is none of them)."""
+    import faiss
+
+    if isinstance(index, faiss.IndexFlat):
+        return "flat"
+    if isinstance(index, faiss.IndexHNSWFlat):
+        return "hnsw"
+    if isinstance(index, faiss.IndexIVFFlat):
+        return "ivf-flat"
+    if isinstance(index, faiss.IndexIVFPQ):
+        return "ivf-pq"
+    if isinstance(index, faiss.IndexIVFScalarQuantizer):
+        if index.sq.qtype == faiss.ScalarQuantizer.QT_8bit:
+            return "ivf-sq8"
+    return "other"
 
 
 def _describe(index: faiss.Index) -> str:
