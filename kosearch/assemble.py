@@ -132,11 +132,14 @@ def write_vectors(
         store = _clone(base.store, empty=True)
         _add_chunks(store, _chunks(base, keep, new) if combined is None else _rows(combined), on_rows)
     elif combined is not None and plan.train_size > 0:
-        store = build_store(combined, metric, plan, on_chunk=on_rows)
+        store = build_store(combined, metric, plan, on_chunk=_delta(on_rows))
         trained_on = n
     else:
         store = VectorStore.create(dim, metric, plan.factory)
+        if plan.kind == "hnsw":
+            store.set_build_params(ef_construction=plan.ef_construction)
         store.fill(_counted(_chunks(base, keep, new), on_rows), n)
+    store.set_search_params(nprobe=plan.nprobe, ef_search=plan.ef_search)  # saved in the file
     del combined
     size = store.write(directory)
     return {
@@ -185,6 +188,19 @@ def _combine(
         at += len(chunk)
     array.flush()
     return array
+
+
+def _delta(on_rows: Callable[[int], None] | None) -> Callable[[int, int], None] | None:
+    """Turn ``build_store``'s ``(rows added so far, n)`` calls into ``on_rows(new rows)`` ones."""
+    if on_rows is None:
+        return None
+    done = [0]
+
+    def report(total: int, _n: int) -> None:
+        on_rows(total - done[0])
+        done[0] = total
+
+    return report
 
 
 def _counted(

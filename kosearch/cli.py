@@ -309,10 +309,15 @@ def _print_hits(query: str, hits: list[Any], width: int = 160) -> None:
               show_default=True, help="How hybrid mode merges dense and BM25 results.")
 @click.option("--dense-weight", type=float, default=0.5, show_default=True,
               help="Weight of the dense list in hybrid fusion (BM25 gets 1 - this).")
+@click.option("--nprobe", type=click.IntRange(min=1), default=None,
+              help="IVF indexes: lists scanned per query (more = better recall, slower; "
+                   "default: the index's, see `kosearch info`).")
+@click.option("--ef-search", type=click.IntRange(min=1), default=None,
+              help="HNSW indexes: candidates explored per query (more = better recall, slower).")
 def query_cmd(query: str | None, index_dir: str, k: int, mode: str | None, passages: bool,
               as_json: bool, queries_file: str | None, model: str | None,
               device: str | None, rerank: str | None, rerank_top: int, fusion: str,
-              dense_weight: float) -> None:
+              dense_weight: float, nprobe: int | None, ef_search: int | None) -> None:
     """Search the index for QUERY (or for every query in --queries FILE)."""
     from kosearch.index import Index
     from kosearch.retrieval import Fusion
@@ -322,6 +327,7 @@ def query_cmd(query: str | None, index_dir: str, k: int, mode: str | None, passa
     fusion_settings = Fusion(method=fusion, dense_weight=dense_weight)
     items = [(None, query)] if query is not None else list(_read_queries(queries_file or "-"))
     index = Index.load(index_dir, model=model, device=device)
+    index.set_search_params(nprobe=nprobe, ef_search=ef_search)
     results = index.search_batch([text for _, text in items], k, mode=mode, passages=passages,
                                  rerank=rerank, rerank_top=rerank_top,
                                  fusion=fusion_settings)

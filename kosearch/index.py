@@ -192,6 +192,18 @@ class Index:
         self.path = target
         return target
 
+    def set_search_params(self, *, nprobe: int | None = None, ef_search: int | None = None) -> None:
+        """Trade speed for recall on an approximate index: IVF ``nprobe`` (lists scanned),
+        HNSW ``ef_search`` (candidates explored). Defaults come from the index (see
+        ``manifest.faiss``); None leaves a knob as it is.
+
+        Raises:
+            ConfigError: the knob does not apply to this index type (e.g. nprobe on hnsw).
+            ValueError: a value below 1.
+        """
+        with self._lock:
+            self.store.set_search_params(nprobe=nprobe, ef_search=ef_search)
+
     # ------------------------------------------------------------------ updating
     def add(self, corpus: Any, *, progress: bool = False, **options: Any) -> UpdateReport:
         """Add new documents; an id the index already holds is an error (see :meth:`upsert`).

@@ -112,3 +112,18 @@ def test_cli_index_types_match_the_library() -> None:
     from kosearch.ann import INDEX_TYPES as LIBRARY
 
     assert list(LIBRARY) == INDEX_TYPES
+
+
+def test_query_time_knobs(built: tuple[CliRunner, Path, Path]) -> None:
+    runner, out, tmp = built
+    path = corpus(tmp / "c1.jsonl", {k: TEXTS[k] for k in "abc"})
+    assert runner.invoke(cli, ["-q", "index", path, "-o", str(out), "--index-type", "ivf-flat"]
+                         ).exit_code == 0
+    info = json.loads(runner.invoke(cli, ["info", str(out), "--json"]).stdout)
+    assert info["faiss"]["kind"] == "ivf-flat" and info["faiss"]["nprobe"] >= 1
+    ok = runner.invoke(cli, ["query", "바다", "-i", str(out), "--mode", "dense", "--nprobe", "1"])
+    assert ok.exit_code == 0, ok.output
+    wrong = runner.invoke(cli, ["query", "바다", "-i", str(out), "--ef-search", "64"])
+    assert wrong.exit_code == 1 and "applies only to hnsw" in wrong.stderr
+    bad = runner.invoke(cli, ["query", "바다", "-i", str(out), "--nprobe", "0"])
+    assert bad.exit_code == 2
