@@ -53,8 +53,10 @@ class Index:
         encoder: Encoder | None = None,
         path: Path | None = None,
         device: str | None = None,
+        query_backend: str = "torch",
     ) -> None:
         self.manifest = manifest
+        self.query_backend = query_backend
         self.store = store
         self.passages = passages
         self.lexical = lexical
@@ -125,11 +127,14 @@ class Index:
         model: str | None = None,
         device: str | None = None,
         mmap: bool = True,
+        query_backend: str = "torch",
     ) -> Index:
         """Open an index directory and check that its parts agree.
 
         The query encoder is the index's own model, loaded on first use, unless ``encoder``
         (an object) or ``model`` (an id or path) is given; either must match the index's model.
+        ``query_backend="auto"`` encodes queries with onnxruntime on a cached ONNX export of
+        the model (no torch import; see :mod:`kosearch.onnxquery`), making it on first use.
 
         Raises:
             IndexNotFoundError: no index at ``path``.
@@ -153,7 +158,8 @@ class Index:
             encoder = _load_encoder(model, None, device=device)
         if encoder is not None:
             check_encoder(manifest, encoder)
-        return cls(manifest, store, passages, lexical, encoder=encoder, path=directory, device=device)
+        return cls(manifest, store, passages, lexical, encoder=encoder, path=directory,
+                   device=device, query_backend=query_backend)
 
     def save(self, path: str | os.PathLike[str] | None = None) -> Path:
         """Write the index to ``path`` (default: where it was loaded from), atomically."""
@@ -176,11 +182,13 @@ class Index:
     def encoder(self) -> Encoder:
         """The query encoder, loaded from the manifest's model on first use."""
         if self._encoder is None:
+            from kosearch.onnxquery import load_query_encoder
+
             info = self.manifest.model
-            encoder = _load_encoder(
-                info.name, None, device=self._device,
-                query_prompt=info.query_prompt, passage_prompt=info.passage_prompt,
-            )
+            encoder = load_query_encoder(info, self.query_backend, self._device, lambda: (
+                _load_encoder(info.name, None, device=self._device,
+                              query_prompt=info.query_prompt, passage_prompt=info.passage_prompt)
+            ))
             check_encoder(self.manifest, encoder)
             self._encoder = encoder
         return self._encoder
@@ -429,6 +437,8 @@ def _load_encoder(
         batch_size=settings.batch_size if settings is not None else 32,
         query_prompt=query_prompt,
         passage_prompt=passage_prompt,
+        precision=settings.precision if settings is not None else None,
+        processes=settings.processes if settings is not None else None,
     )
 
 

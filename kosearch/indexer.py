@@ -50,6 +50,9 @@ class IndexSettings:
         device: ``cpu``, ``cuda``, ... (None = auto).
         query_prompt: override the model's query prompt.
         passage_prompt: override the model's passage prompt.
+        precision: ``auto``, ``fp32``, ``bf16``, ``fp16`` or ``int8`` (see
+            :mod:`kosearch.precision`; None = fp32).
+        processes: encoder worker processes (None = decide by corpus size and machine).
     """
 
     model: str | None = None
@@ -62,6 +65,8 @@ class IndexSettings:
     device: str | None = None
     query_prompt: str | None = None
     passage_prompt: str | None = None
+    precision: str | None = None
+    processes: int | None = None
 
     def validated_metric(self) -> Metric:
         try:
@@ -199,6 +204,7 @@ def build_into(
             name=encoder.name, dim=encoder.dim, fingerprint=encoder.fingerprint,
             max_tokens=encoder.max_tokens, query_prompt=encoder.query_prompt,
             passage_prompt=encoder.passage_prompt,
+            precision=getattr(encoder, "precision", "fp32"),
         ),
         metric=metric.value,
         faiss={"factory": store.factory, "ntotal": store.ntotal, "bytes": vector_bytes},
