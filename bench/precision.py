@@ -212,6 +212,8 @@ def report(texts: list[str], flops: float, peaks: dict[str, float],
                "share_bf16_peak": round(gflops / peaks["bf16"], 3), "cos_mean_min": cos,
                "seconds": [round(s, 1) for s in runs], "per_cpu_s": round(per_cpu, 2),
                "cpu_ratio": round(per_cpu / base_cpu, 2),
+               # per CPU-second against one thread's share of the peak: robust to time-slicing
+               "gflops_per_cpu_s": round(flops / statistics.median(cpu_seconds[name]) / 1e9, 1),
                "cpu_seconds": [round(s, 1) for s in cpu_seconds[name]]}
         rows.append(row)
         print(f"{name:<10} {rate:10.2f} {rate / base_rate:11.2f} {per_cpu:9.2f} "

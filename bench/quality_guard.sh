@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Quality guard for the precision options (issue 8): nDCG@10 on KorQuAD v1 dev retrieval (dense)
 # and Spearman (cosine) on KorSTS dev, per precision, with the shared me5-small-ko model.
-# Usage: bash bench/quality_guard.sh [OUT_DIR]   (from the repo root; ~15 min on 2 cores)
+# Usage: bash bench/quality_guard.sh [OUT_DIR]   (from the repo root; ~15 min on 2 quiet cores)
 set -euo pipefail
 out="${1:-bench-out/guard}"; mkdir -p "$out"
 data=../shared/data; model=../shared/models/me5-small-ko
@@ -13,9 +13,9 @@ for p in fp32 bf16 int8; do
         --precision "$p" --json > "$out/retrieval-$p.json"
 done
 # What `kosearch index --precision bf16` + `kosearch query` do: bf16 passages, fp32 queries
-# (the ONNX query encoder gives the torch fp32 vectors, cosine >= 0.9999).
-$ks index "$data/korquad_v1_retrieval_dev/corpus.jsonl" -o "$out/idx-bf16" --model "$model" \
-    --precision bf16 --no-lexical
-$ks eval retrieval "$data/korquad_v1_retrieval_dev" --index "$out/idx-bf16" --mode dense \
+# (the ONNX query encoder gives the torch fp32 vectors, cosine >= 0.9999). The bf16 evaluation
+# index cached above is such an index; `--index` queries it with the fp32 torch encoder.
+idx=$(dirname "$(grep -l '"precision": "bf16"' "$out"/cache/eval/*/manifest.json | head -1)")
+$ks eval retrieval "$data/korquad_v1_retrieval_dev" --index "$idx" --mode dense \
     --json > "$out/retrieval-bf16-passages-fp32-queries.json"
 for f in "$out"/*.json; do echo "$(basename "$f"): $(cat "$f")"; done
