@@ -92,6 +92,15 @@ def _index_option(**kwargs: Any) -> Any:
     )
 
 
+def _precision_option(default: str) -> Any:
+    return click.option(
+        "--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16", "int8"]),
+        default=default, show_default=True,
+        help="Passage encoder precision: auto = fp16 on CUDA, bf16 on a CPU with bfloat16 "
+             "instructions, else fp32 (int8: CPU dynamic quantization).",
+    )
+
+
 @cli.command("index")
 @click.argument("corpus", nargs=-1, required=True)
 @click.option("-o", "--index", "index_dir", default=DEFAULT_INDEX, envvar="KOSEARCH_INDEX",
@@ -128,13 +137,16 @@ def _index_option(**kwargs: Any) -> Any:
               help="Build from scratch (e.g. with another model) instead of updating.")
 @click.option("--restart", is_flag=True,
               help="Discard an interrupted run's checkpoint instead of resuming it.")
+@_precision_option("auto")
+@click.option("--processes", type=click.IntRange(min=1), default=None,
+              help="Encoder worker processes (default: by corpus size, cores and GPUs).")
 @click.pass_context
 def index_cmd(ctx: click.Context, corpus: tuple[str, ...], index_dir: str, model: str | None,
               batch_size: int, metric: str, index_type: str, id_field: str | None,
               text_field: str, title_field: str, strict: bool, chunk_tokens: int | None,
               chunk_overlap: int, no_chunk: bool, no_lexical: bool, device: str | None,
               query_prompt: str | None, passage_prompt: str | None, sync: bool, rebuild: bool,
-              restart: bool) -> None:
+              restart: bool, precision: str, processes: int | None) -> None:
     """Encode CORPUS (JSONL, JSONL.gz, CSV, TSV, Parquet, a folder of .txt/.md, or - for
     JSONL on stdin) into an index directory, or update the index already there: new documents
     are added, changed ones re-encoded, unchanged ones left alone. An interrupted run resumes
@@ -149,11 +161,11 @@ def index_cmd(ctx: click.Context, corpus: tuple[str, ...], index_dir: str, model
     fields = Fields(id=id_field, text=text_field, title=title_field)
     if (Path(index_dir) / MANIFEST_FILE).is_file() and not rebuild:
         fixed = [name for name in ("model", "metric", "chunk_tokens", "chunk_overlap", "no_chunk",
-                                   "no_lexical", "query_prompt", "passage_prompt")
+                                   "no_lexical", "query_prompt", "passage_prompt", "precision")
                  if _given(ctx, name)]
         index = _index_to_update(index_dir, model if _given(ctx, "model") else None, fixed, ctx)
         chosen: dict[str, Any] = {
-            name: ctx.params[name] for name in ("batch_size", "device", "index_type")
+            name: ctx.params[name] for name in ("batch_size", "device", "index_type", "processes")
             if _given(ctx, name)
         }
         if any(_given(ctx, name) for name in ("id_field", "text_field", "title_field")):
@@ -173,15 +185,19 @@ def index_cmd(ctx: click.Context, corpus: tuple[str, ...], index_dir: str, model
         list(corpus), index_dir, progress=not quiet, model=model, metric=metric,
         batch_size=batch_size, fields=fields, strict=strict, lexical=not no_lexical,
         device=device, query_prompt=query_prompt, passage_prompt=passage_prompt,
-        index_type=index_type, restart=restart,
+        index_type=index_type, restart=restart, precision=precision, processes=processes,
         chunking=ChunkSettings(max_tokens=chunk_tokens, overlap=chunk_overlap, enabled=not no_chunk),
     )
     counts = manifest.counts
     click.echo(
         f"indexed {counts['documents']} documents as {counts['passages']} passages into "
-        f"{index_dir} with {manifest.model.name} in {time.perf_counter() - start:.1f}s",
+        f"{index_dir} with {manifest.model.name} ({manifest.model.precision}) in "
+        f"{time.perf_counter() - start:.1f}s",
         err=True,
     )
+    from kosearch.onnxexport import prepare_instant_queries
+
+    prepare_instant_queries(index.encoder)
 
 
 def _given(ctx: click.Context, name: str) -> bool:
@@ -203,6 +219,7 @@ def _index_to_update(index_dir: str, model: str | None, fixed: list[str], ctx: c
         "no_chunk": not built.chunking.get("enabled", True),
         "no_lexical": built.lexical is None,
         "query_prompt": built.model.query_prompt, "passage_prompt": built.model.passage_prompt,
+        "precision": built.model.precision,
     }
     for name in fixed:
         if name != "model" and ctx.params[name] != current[name]:
@@ -314,10 +331,15 @@ def _print_hits(query: str, hits: list[Any], width: int = 160) -> None:
                    "default: the index's, see `kosearch info`).")
 @click.option("--ef-search", type=click.IntRange(min=1), default=None,
               help="HNSW indexes: candidates explored per query (more = better recall, slower).")
+@click.option("--query-backend", type=click.Choice(["auto", "onnx", "torch"]), default="auto",
+              show_default=True,
+              help="auto/onnx: encode queries with onnxruntime on a cached ONNX export of the "
+                   "model (no torch import); torch: with sentence-transformers.")
 def query_cmd(query: str | None, index_dir: str, k: int, mode: str | None, passages: bool,
               as_json: bool, queries_file: str | None, model: str | None,
               device: str | None, rerank: str | None, rerank_top: int, fusion: str,
-              dense_weight: float, nprobe: int | None, ef_search: int | None) -> None:
+              dense_weight: float, nprobe: int | None, ef_search: int | None,
+              query_backend: str) -> None:
     """Search the index for QUERY (or for every query in --queries FILE)."""
     from kosearch.index import Index
     from kosearch.retrieval import Fusion
@@ -326,7 +348,7 @@ def query_cmd(query: str | None, index_dir: str, k: int, mode: str | None, passa
         raise click.UsageError("give either a QUERY argument or --queries FILE")
     fusion_settings = Fusion(method=fusion, dense_weight=dense_weight)
     items = [(None, query)] if query is not None else list(_read_queries(queries_file or "-"))
-    index = Index.load(index_dir, model=model, device=device)
+    index = Index.load(index_dir, model=model, device=device, query_backend=query_backend)
     index.set_search_params(nprobe=nprobe, ef_search=ef_search)
     results = index.search_batch([text for _, text in items], k, mode=mode, passages=passages,
                                  rerank=rerank, rerank_top=rerank_top,
@@ -464,9 +486,10 @@ def eval_group() -> None:
               help="Sentences per encoder batch.")
 @click.option("--device", default=None, help="cpu, cuda, mps (default: auto).")
 @click.option("--json", "as_json", is_flag=True, help="The eight figures as JSON (in [-1, 1]).")
+@_precision_option("fp32")
 @click.pass_obj
 def eval_sts_cmd(obj: dict[str, Any], pairs: str, model: str | None, batch_size: int,
-                 device: str | None, as_json: bool) -> None:
+                 device: str | None, as_json: bool, precision: str) -> None:
     """KorSTS-style evaluation of PAIRS (TSV or JSONL with sentence1, sentence2, score, or a
     folder holding pairs.tsv): Pearson and Spearman for cosine, euclidean, manhattan and dot
     similarity, x100 as the Korean SBERT model cards report them."""
@@ -477,11 +500,12 @@ def eval_sts_cmd(obj: dict[str, Any], pairs: str, model: str | None, batch_size:
 
     data = load_sts(pairs)
     encoder = SentenceTransformerEncoder(model or DEFAULT_MODEL, device=device,
-                                         batch_size=batch_size)
+                                         batch_size=batch_size, precision=precision)
     figures = evaluate_sts(encoder, data, progress=not obj["quiet"])
     if as_json:
         click.echo(json.dumps({"model": encoder.name, "pairs": len(data), "sts_prompt":
-                               encoder.sts_prompt, **figures}, ensure_ascii=False))
+                               encoder.sts_prompt, "precision": encoder.precision, **figures},
+                              ensure_ascii=False))
         return
     click.echo(f"{len(data)} pairs, model {encoder.name}, prompt {encoder.sts_prompt!r}")
     click.echo(f"{'similarity':<11} {'Pearson':>8} {'Spearman':>9}")
@@ -514,11 +538,13 @@ def eval_sts_cmd(obj: dict[str, Any], pairs: str, model: str | None, batch_size:
                    "default ~/.cache/kosearch).")
 @click.option("--device", default=None, help="cpu, cuda, mps (default: auto).")
 @click.option("--json", "as_json", is_flag=True, help="Results as JSON.")
+@_precision_option("fp32")
 @click.pass_obj
 def eval_retrieval_cmd(obj: dict[str, Any], dataset: str, index_dir: str | None,
                        model: str | None, mode: str | None, compare: str | None, cutoff: int,
                        split: str, rerank: str | None, rerank_top: int, save_run: str | None,
-                       cache_dir: str | None, device: str | None, as_json: bool) -> None:
+                       cache_dir: str | None, device: str | None, as_json: bool,
+                       precision: str) -> None:
     """Retrieval quality of a BEIR-layout DATASET (corpus.jsonl, queries.jsonl,
     qrels/test.tsv): nDCG, MRR, recall and query latency, per mode."""
     from pathlib import Path
@@ -539,7 +565,8 @@ def eval_retrieval_cmd(obj: dict[str, Any], dataset: str, index_dir: str | None,
         from kosearch.encoder import SentenceTransformerEncoder
         from kosearch.models import DEFAULT_MODEL
 
-        encoder = SentenceTransformerEncoder(model or DEFAULT_MODEL, device=device)
+        encoder = SentenceTransformerEncoder(model or DEFAULT_MODEL, device=device,
+                                             precision=precision)
         cache = Path(cache_dir) if cache_dir else evalrun.default_cache_dir()
         index = evalrun.cached_index(data, encoder, cache, progress=not obj["quiet"])
     default = (mode or index.default_mode.value) + (evalrun.RERANK_SUFFIX if rerank and not compare else "")

@@ -11,20 +11,24 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-from kosearch.errors import ModelLoadError
+from kosearch.errors import ConfigError, ModelLoadError
 from kosearch.hub import apply_max_tokens, as_list, check_sizes, load_model, select_device
 from kosearch.models import ModelSpec, lookup
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
     from tokenizers import Tokenizer
+
+    from kosearch.pool import EncodePool
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +88,11 @@ class SentenceTransformerEncoder:
         query_prompt: Overrides the query prompt (``""`` disables it).
         passage_prompt: Overrides the passage prompt (``""`` disables it).
         max_tokens: Lowers (or raises, up to what the model supports) the truncation length.
+        precision: ``fp32`` (default), ``bf16``, ``fp16`` (CUDA), ``int8`` (CPU) or ``auto``
+            (see :mod:`kosearch.precision`); the fingerprint is always taken from the
+            unmodified weights, so every precision of a model matches the same index.
+        processes: Worker processes for large :meth:`encode_passages` calls; ``None`` decides
+            per call (:func:`kosearch.pool.auto_processes`), ``1`` never starts any.
 
     Raises:
         ModelLoadError: The model cannot be found or loaded.
@@ -104,8 +113,14 @@ class SentenceTransformerEncoder:
         query_prompt: str | None = None,
         passage_prompt: str | None = None,
         max_tokens: int | None = None,
+        precision: str | None = None,
+        processes: int | None = None,
     ) -> None:
+        from kosearch.precision import apply_precision, resolve_precision
+
         check_sizes(batch_size, max_tokens)
+        if processes is not None and processes < 1:
+            raise ConfigError(f"processes must be at least 1, got {processes}")
         self.name = model
         self.batch_size = batch_size
         self.device = select_device(device)
@@ -129,12 +144,24 @@ class SentenceTransformerEncoder:
         self.sts_prompt = self.spec.sts_prompt if self.spec else own.get("query", "")
         self.fingerprint = _fingerprint(self._model, self.dim)
         self._tokenizer: Tokenizer | None = None
+        # After the fingerprint: casting or quantizing changes the weights it samples.
+        self.precision = resolve_precision(precision, self.device)
+        self._context = apply_precision(self._model, self.precision, self.device)
+        self.processes = processes
+        self._pool: EncodePool | None = None
 
     def __repr__(self) -> str:
         return (
             f"SentenceTransformerEncoder(name={self.name!r}, dim={self.dim}, "
-            f"max_tokens={self.max_tokens}, device={self.device!r})"
+            f"max_tokens={self.max_tokens}, device={self.device!r}, "
+            f"precision={self.precision!r})"
         )
+
+    def close(self) -> None:
+        """Stop the worker processes of multi-process encoding, if any were started."""
+        if self._pool is not None:
+            self._pool_finalizer()
+            self._pool = None
 
     @property
     def model(self) -> SentenceTransformer:
@@ -183,12 +210,45 @@ class SentenceTransformerEncoder:
         lengths = np.asarray(self.count_tokens(items), dtype=np.int64)
         # A stable sort on the negated length: longest first, ties keep their input order.
         order = np.argsort(-np.minimum(lengths, self.max_tokens), kind="stable")
+        pool = self._pool_for(len(items))
+        if pool is not None:
+            step = self.batch_size * 4
+            slices = [order[s : s + step] for s in range(0, len(order), step)]
+            texts_of = [[items[i] for i in rows] for rows in slices]
+            for rows, vectors in zip(slices, pool.map(texts_of, on_batch)):
+                out[rows] = vectors
+            return out
         for start in range(0, len(order), self.batch_size):
             rows = order[start : start + self.batch_size]
             out[rows] = self._encode([items[i] for i in rows], self.passage_prompt)
             if on_batch is not None:
                 on_batch(len(rows))
         return out
+
+    def _pool_for(self, n_items: int) -> EncodePool | None:
+        """The worker pool for a call of ``n_items`` passages, started on first need."""
+        if self.processes == 1:
+            return None
+        import torch
+
+        from kosearch.pool import EncodePool, WorkerSpec, auto_processes, worker_devices
+
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        n = self.processes or auto_processes(self.device, n_items, gpus=gpus)
+        if n <= 1:
+            return None
+        if self._pool is None or self._pool.size != n:
+            self.close()
+            threads = max(1, (os.cpu_count() or 1) // n)
+            spec = WorkerSpec(
+                model=self.name, device=self.device, batch_size=self.batch_size,
+                query_prompt=self.query_prompt, passage_prompt=self.passage_prompt,
+                max_tokens=self.max_tokens, precision=self.precision, threads=threads,
+            )
+            logger.info("encoding with %d worker processes (%d threads each)", n, threads)
+            self._pool = EncodePool(spec, worker_devices(self.device, n, gpus))
+            self._pool_finalizer = weakref.finalize(self, EncodePool.close, self._pool)
+        return self._pool
 
     @property
     def backend_tokenizer(self) -> Tokenizer:
@@ -228,15 +288,16 @@ class SentenceTransformerEncoder:
     def _encode(self, texts: list[str], prompt: str) -> NDArray[np.float32]:
         if not texts:
             return np.empty((0, self.dim), dtype=np.float32)
-        vectors = self._model.encode(
-            texts,
-            prompt=prompt,
-            batch_size=self.batch_size,
-            show_progress_bar=False,
-            convert_to_numpy=True,
-            normalize_embeddings=False,
-        )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        with self._context():
+            vectors = self._model.encode(
+                texts,
+                prompt=prompt,
+                batch_size=self.batch_size,
+                show_progress_bar=False,
+                convert_to_tensor=True,
+                normalize_embeddings=False,
+            )
+        return np.ascontiguousarray(vectors.float().cpu().numpy(), dtype=np.float32)
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -171,7 +171,9 @@ def cached_index(
     from kosearch.errors import KosearchError
     from kosearch.index import Index
 
-    key = cache_key(dataset.corpus_path, encoder.fingerprint, encoder.name, True)
+    precision = getattr(encoder, "precision", "fp32")
+    fingerprint = encoder.fingerprint + ("" if precision == "fp32" else f"/{precision}")
+    key = cache_key(dataset.corpus_path, fingerprint, encoder.name, True)
     path = cache_dir / "eval" / key
     if (path / "manifest.json").is_file():
         try:

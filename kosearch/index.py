@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -68,8 +69,10 @@ class Index:
         path: Path | None = None,
         device: str | None = None,
         raw: Any = None,
+        query_backend: str = "torch",
     ) -> None:
         self.manifest = manifest
+        self.query_backend = query_backend
         self.store = store
         self.passages = passages
         self.lexical = lexical
@@ -142,11 +145,14 @@ class Index:
         model: str | None = None,
         device: str | None = None,
         mmap: bool = True,
+        query_backend: str = "torch",
     ) -> Index:
         """Open an index directory and check that its parts agree.
 
         The query encoder is the index's own model, loaded on first use, unless ``encoder``
         (an object) or ``model`` (an id or path) is given; either must match the index's model.
+        ``query_backend="auto"`` encodes queries with onnxruntime on a cached ONNX export of
+        the model (no torch import; see :mod:`kosearch.onnxquery`), making it on first use.
 
         Raises:
             IndexNotFoundError: no index at ``path``.
@@ -171,7 +177,7 @@ class Index:
             check_encoder(manifest, encoder)
         return cls(
             manifest, store, passages, lexical, encoder=encoder, path=directory, device=device,
-            raw=raw,
+            raw=raw, query_backend=query_backend,
         )
 
     def save(self, path: str | os.PathLike[str] | None = None) -> Path:
@@ -252,6 +258,19 @@ class Index:
         wanted = [str(i) for i in ids]
         return self._update(None, RunMode.DELETE, delete_ids=wanted, exclusive=exclusive)
 
+    def _passage_encoder(self, settings: IndexSettings) -> Encoder:
+        """An encoder for new passages: in the index's model and precision, checked."""
+        mine = self._encoder
+        if (
+            mine is not None and hasattr(mine, "encode_passages")
+            and getattr(mine, "precision", "fp32") == self.manifest.model.precision
+        ):
+            return mine
+        info = self.manifest.model
+        encoder = _load_encoder(info.name, settings)
+        check_encoder(self.manifest, encoder)
+        return encoder
+
     def _update(
         self,
         corpus: Any,
@@ -269,7 +288,8 @@ class Index:
         with self._write_lock, (self._lock if exclusive else contextlib.nullcontext()):
             settings = _update_settings(self.manifest, options)
             run = Run(
-                corpus, settings, lambda: self.encoder, mode=mode,
+                corpus, settings, functools.cache(lambda: self._passage_encoder(settings)),
+                mode=mode,
                 base=Base(self.manifest, self.store, self.passages, self.lexical, self._raw),
                 delete_ids=delete_ids, progress=progress, stdin=stdin,
             )
@@ -296,11 +316,13 @@ class Index:
     def encoder(self) -> Encoder:
         """The query encoder, loaded from the manifest's model on first use."""
         if self._encoder is None:
+            from kosearch.onnxquery import load_query_encoder
+
             info = self.manifest.model
-            encoder = _load_encoder(
-                info.name, None, device=self._device,
-                query_prompt=info.query_prompt, passage_prompt=info.passage_prompt,
-            )
+            encoder = load_query_encoder(info, self.query_backend, self._device, lambda: (
+                _load_encoder(info.name, None, device=self._device,
+                              query_prompt=info.query_prompt, passage_prompt=info.passage_prompt)
+            ))
             check_encoder(self.manifest, encoder)
             self._encoder = encoder
         return self._encoder
@@ -556,6 +578,8 @@ def _load_encoder(
         batch_size=settings.batch_size if settings is not None else 32,
         query_prompt=query_prompt,
         passage_prompt=passage_prompt,
+        precision=settings.precision if settings is not None else None,
+        processes=settings.processes if settings is not None else None,
     )
 
 
@@ -681,7 +705,7 @@ def _read_raw(directory: Path, manifest: Manifest, *, mmap: bool) -> Any:
 
 
 #: Settings an update may change; the others are fixed when the index is built.
-_UPDATE_OPTIONS = ("fields", "strict", "batch_size", "device", "index_type")
+_UPDATE_OPTIONS = ("fields", "strict", "batch_size", "device", "index_type", "processes")
 
 
 def _update_settings(manifest: Manifest, options: dict[str, Any]) -> IndexSettings:
@@ -703,6 +727,7 @@ def _update_settings(manifest: Manifest, options: dict[str, Any]) -> IndexSettin
         chunking=ChunkSettings(**chunking), lexical=manifest.lexical is not None,
         query_prompt=manifest.model.query_prompt, passage_prompt=manifest.model.passage_prompt,
         index_type=manifest.faiss.get("requested") or "flat",
+        precision=manifest.model.precision,
     )
     return replace(settings, **{k: v for k, v in options.items() if v is not None})
 
@@ -751,6 +776,7 @@ def _run_key(run: Run, target: Path) -> dict[str, Any] | None:
         "sources": sources,
         "model": base.model.fingerprint if base is not None else s.model,
         "prompts": [s.query_prompt, s.passage_prompt],
+        "precision": s.precision,
         "chunking": asdict(s.chunking),
         "fields": asdict(s.fields),
         "strict": s.strict,

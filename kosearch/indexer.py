@@ -59,6 +59,9 @@ class IndexSettings:
         passage_prompt: override the model's passage prompt.
         index_type: the vector index, ``auto`` (exact while small, ANN when large), ``flat``,
             ``hnsw``, ``ivf-flat``, ``ivf-pq`` or ``ivf-sq8`` (see :mod:`kosearch.ann`).
+        precision: ``auto``, ``fp32``, ``bf16``, ``fp16`` or ``int8`` (see
+            :mod:`kosearch.precision`; None = fp32).
+        processes: encoder worker processes (None = decide by corpus size and machine).
     """
 
     model: str | None = None
@@ -72,6 +75,8 @@ class IndexSettings:
     query_prompt: str | None = None
     passage_prompt: str | None = None
     index_type: str = "auto"
+    precision: str | None = None
+    processes: int | None = None
 
     def validated_metric(self) -> Metric:
         try:
@@ -427,6 +432,7 @@ class Run:
                 name=encoder.name, dim=encoder.dim, fingerprint=encoder.fingerprint,
                 max_tokens=encoder.max_tokens, query_prompt=encoder.query_prompt,
                 passage_prompt=encoder.passage_prompt,
+                precision=getattr(encoder, "precision", "fp32"),
             )
             budget = self._chunker.budget if self._chunker is not None else None
             chunking = {**asdict(self.settings.chunking), "budget": budget}

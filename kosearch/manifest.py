@@ -29,6 +29,7 @@ class ModelInfo:
     max_tokens: int
     query_prompt: str = ""
     passage_prompt: str = ""
+    precision: str = "fp32"  # of the passage vectors; queries are always encoded in fp32
 
 
 @dataclass(frozen=True, slots=True)

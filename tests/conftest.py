@@ -21,6 +21,14 @@ def _offline_hub() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep caches (ONNX query models, evaluation indexes) out of the user's home."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KOSEARCH_CACHE", str(tmp_path_factory.mktemp("kosearch-cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A ko-sbert-like model directory (WordPiece BERT, mean pooling, 128 tokens, no prompts)."""
