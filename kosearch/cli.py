@@ -181,7 +181,7 @@ def index_cmd(ctx: click.Context, corpus: tuple[str, ...], index_dir: str, model
         return
     if sync:
         raise click.UsageError("--sync updates an existing index; there is none at " + index_dir)
-    manifest, _ = build_directory(
+    manifest, _, encoder = build_directory(
         list(corpus), index_dir, progress=not quiet, model=model, metric=metric,
         batch_size=batch_size, fields=fields, strict=strict, lexical=not no_lexical,
         device=device, query_prompt=query_prompt, passage_prompt=passage_prompt,
@@ -197,7 +197,7 @@ def index_cmd(ctx: click.Context, corpus: tuple[str, ...], index_dir: str, model
     )
     from kosearch.onnxexport import prepare_instant_queries
 
-    prepare_instant_queries(index.encoder)
+    prepare_instant_queries(encoder)
 
 
 def _given(ctx: click.Context, name: str) -> bool:

@@ -631,15 +631,16 @@ def build_directory(
     stdin: TextIO | None = None,
     restart: bool = False,
     **options: Any,
-) -> tuple[Manifest, UpdateReport]:
+) -> tuple[Manifest, UpdateReport, Encoder]:
     """Like :meth:`Index.build` with a ``path``, without opening the result afterwards.
 
     For callers that only need the counts (the CLI): opening would read every passage text
-    into memory, which the build itself never does.
+    into memory, which the build itself never does. Returns the manifest, what the run did,
+    and the encoder it used.
     """
     run = _build_run(corpus, encoder, progress, stdin, options)
     _, report = _execute(run, Path(path), restart=restart)
-    return read_manifest(path), report
+    return read_manifest(path), report, run.get_encoder()
 
 
 def _build_run(
