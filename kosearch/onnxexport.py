@@ -242,6 +242,10 @@ def prepare_instant_queries(encoder: Any) -> Path | None:
     except (MissingDependencyError, UnsupportedModelError) as e:
         log.info("queries will use torch: %s", str(e).splitlines()[0])
         return None
+    except Exception as e:  # noqa: BLE001 - the index is built; a failed export must not undo that
+        log.warning("could not prepare instant queries, queries will use torch: %s",
+                    str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return None
     log.info("query model ready for instant queries (%s, %.1fs)", directory,
              time.perf_counter() - start)
     return directory
