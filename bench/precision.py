@@ -40,16 +40,10 @@ PROMPT = "passage: "
 
 def load_passages(n: int, max_chars: int = 400) -> list[str]:
     """The passages bench/encode.py uses: ko_open_docs paragraphs of 80-400 characters."""
-    out: list[str] = []
-    with open(DATA / "ko_open_docs" / "corpus.jsonl", encoding="utf-8") as handle:
-        for line in handle:
-            for para in json.loads(line)["text"].split("\n"):
-                para = para.strip()
-                if 80 <= len(para) <= max_chars:
-                    out.append(para)
-                    if len(out) == n:
-                        return out
-    return out
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from encode import passages
+
+    return passages(n, max_chars)
 
 
 def matmul_peak(dtype_name: str, size: int = 2048, repeats: int = 5) -> float:
