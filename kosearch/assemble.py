@@ -112,7 +112,10 @@ def write_vectors(
     dim = new.shape[1] if base is None else base.store.dim
     n = len(keep) + len(new)
     old = _base_faiss(base)
-    reuse_all = base is not None and old.get("factory") == plan.factory and len(keep) == len(base.passages)
+    reuse_all = (
+        base is not None and old.get("factory") == plan.factory
+        and len(keep) == len(base.passages)
+    )
     reuse_training = (
         base is not None and plan.train_size > 0 and old.get("factory") == plan.factory
         and base.store.is_trained and _within(n, old.get("trained_on"))
@@ -130,7 +133,8 @@ def write_vectors(
     elif reuse_training:
         assert base is not None
         store = _clone(base.store, empty=True)
-        _add_chunks(store, _chunks(base, keep, new) if combined is None else _rows(combined), on_rows)
+        source = _chunks(base, keep, new) if combined is None else _rows(combined)
+        _add_chunks(store, source, on_rows)
     elif combined is not None and plan.train_size > 0:
         store = build_store(combined, metric, plan, on_chunk=_delta(on_rows))
         trained_on = n

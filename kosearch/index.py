@@ -695,7 +695,9 @@ def _read_raw(directory: Path, manifest: Manifest, *, mmap: bool) -> Any:
     try:
         raw = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
-        raise IndexFormatError(f"{path} is missing or unreadable ({error}); rebuild the index") from None
+        raise IndexFormatError(
+            f"{path} is missing or unreadable ({error}); rebuild the index"
+        ) from None
     expected = (manifest.counts.get("passages"), manifest.model.dim)
     if raw.dtype != np.float32 or raw.shape != expected:
         raise IndexFormatError(
@@ -766,7 +768,9 @@ def _execute(run: Run, target: Path | None, *, restart: bool) -> tuple[Index | N
 
 def _run_key(run: Run, target: Path) -> dict[str, Any] | None:
     """What identifies a run for resuming: inputs, model, settings and the index it updates."""
-    sources = _source_stamps(run.corpus) if run.mode is not RunMode.DELETE else []
+    if run.mode is RunMode.DELETE:
+        return None  # encodes nothing, so nothing to resume (and no other run's checkpoint to meet)
+    sources = _source_stamps(run.corpus)
     if sources is None:
         return None
     s = run.settings

@@ -110,7 +110,7 @@ def _sources_label(corpus: Any) -> list[str]:
 
 
 class _DocumentSource:
-    """Documents from files (through CorpusReader) or from Python objects, with the same counters."""
+    """Documents from files (CorpusReader) or from Python objects, with the same counters."""
 
     def __init__(self, corpus: Any, settings: IndexSettings, stdin: TextIO | None) -> None:
         self.reader: CorpusReader | None = None
@@ -120,7 +120,9 @@ class _DocumentSource:
             isinstance(corpus, (list, tuple)) and corpus
             and all(isinstance(c, (str, os.PathLike)) for c in corpus)
         ):
-            self.reader = CorpusReader(corpus, fields=settings.fields, strict=settings.strict, stdin=stdin)
+            self.reader = CorpusReader(
+                corpus, fields=settings.fields, strict=settings.strict, stdin=stdin
+            )
             self._items: Iterable[Document] = self.reader
         else:
             self._items = self._checked(corpus, settings.strict)
@@ -277,9 +279,6 @@ def _encode_spool(
 ) -> None:
     """Pass 2: encode the spooled passages not yet checkpointed, one window at a time."""
     done = work.encoded
-    if done:
-        log.warning("resuming an interrupted run: %d of %d passages were already encoded",
-                    done, total)
     with _progress(total, "encoding", progress) as bar:
         bar.update(done)
         for texts in _encode_texts(work.path, chunker, skip=done):
@@ -364,6 +363,9 @@ class Run:
                 log.warning("skipped %d document(s) with an empty text", record["skipped_empty"])
             work.mark_chunked(record)
         resumed = work.encoded
+        if resumed:
+            log.warning("resuming an interrupted run: %d of %d passages were already encoded",
+                        resumed, record["passages"])
         if work.encoded < record["passages"]:
             encoder, total = self.get_encoder(), record["passages"]
             _encode_spool(work, encoder, self.chunker(), total, self.progress)

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -28,8 +29,13 @@ from numpy.typing import NDArray
 from kosearch.errors import ConfigError
 
 STATE_FILE = "state.json"
+#: Key fields whose change makes a checkpoint obsolete rather than a conflict: the index it was
+#: updating has changed since (e.g. the run was killed right after swapping its result in).
+OBSOLETE_IF = frozenset({"base"})
 VECTORS_FILE = "vectors.f32"
 FORMAT = 1
+
+log = logging.getLogger(__name__)
 
 
 def work_path(target: Path) -> Path:
@@ -73,11 +79,19 @@ class WorkDir:
                 name for name in set(key) | set(state.get("key") or {})
                 if (state.get("key") or {}).get(name) != key.get(name)
             )
+            if set(differ) <= OBSOLETE_IF or not state.get("encoded"):
+                log.warning("discarding an interrupted run's checkpoint in %s (%s changed since)",
+                            path, ", ".join(differ))
+                return cls._fresh(path, key)
             raise ConfigError(
                 f"{path} holds an interrupted indexing run with other settings (they differ in: "
                 f"{', '.join(differ) or 'format'}); rerun it with the same model, settings and "
                 "corpus to resume it, or pass --restart to discard it"
             )
+        return cls._fresh(path, key)
+
+    @classmethod
+    def _fresh(cls, path: Path, key: dict[str, Any]) -> WorkDir:
         shutil.rmtree(path, ignore_errors=True)
         try:
             path.mkdir(parents=True)

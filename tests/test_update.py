@@ -26,7 +26,9 @@ TOPICS = [
 ]
 
 
-def docs(ids: range | list[int], *, suffix: str = "", meta: dict[str, Any] | None = None) -> list[Document]:
+def docs(
+    ids: range | list[int], *, suffix: str = "", meta: dict[str, Any] | None = None
+) -> list[Document]:
     return [
         Document(id=f"d{i}", text=f"{TOPICS[i % len(TOPICS)]}. 문서 번호 {i}{suffix}.",
                  title=f"제목 {i}", meta=dict(meta or {"n": i}))
@@ -263,7 +265,8 @@ def test_a_failed_save_leaves_the_old_index(
     after = {p.name: p.read_bytes() for p in index.path.rglob("*") if p.is_file()}
     assert after == before
     # no temporary directory is left; the encoded vectors wait in idx.partial for a rerun
-    assert sorted(p.name for p in index.path.parent.iterdir()) == ["idx", "idx.partial", "more.jsonl"]
+    names = sorted(p.name for p in index.path.parent.iterdir())
+    assert names == ["idx", "idx.partial", "more.jsonl"]
     assert len(index) == 10 and len(Index.load(index.path)) == 10
 
 
@@ -297,3 +300,19 @@ def test_readers_see_a_whole_index_while_a_writer_updates(built: tuple[Index, Ha
     assert seen
     for n, ids in seen:
         assert (n, ids <= old_ids) == (10, True) or (n == 30 and ids <= new_ids)
+
+
+def test_a_checkpoint_against_an_older_index_is_discarded(
+    built: tuple[Index, HashEncoder], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(indexer, "ENCODE_WINDOW", 2)
+    index, _ = built
+    corpus = write_jsonl(tmp_path / "more.jsonl", docs(range(10, 16)))
+    with pytest.raises(KeyboardInterrupt):
+        Index.load(index.path, encoder=Interrupting(after=1)).upsert(corpus)
+    Index.load(index.path, encoder=HashEncoder()).delete(["d0"])  # the index moves on
+    encoder = HashEncoder()
+    report = Index.load(index.path, encoder=encoder).upsert(corpus)
+    assert "discarding an interrupted run's checkpoint" in caplog.text
+    assert (report.added, report.resumed, len(encoder.encoded)) == (6, 0, 6)

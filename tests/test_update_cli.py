@@ -31,8 +31,10 @@ def built(tmp_path: Path, tiny_xlmr_dir: Path) -> tuple[CliRunner, Path, Path]:
     runner = CliRunner()
     out = tmp_path / "idx"
     first = {k: TEXTS[k] for k in "abc"}
-    result = runner.invoke(cli, ["-q", "index", corpus(tmp_path / "c1.jsonl", first), "-o", str(out),
-                                 "--model", str(tiny_xlmr_dir)])
+    path = corpus(tmp_path / "c1.jsonl", first)
+    result = runner.invoke(
+        cli, ["-q", "index", path, "-o", str(out), "--model", str(tiny_xlmr_dir)]
+    )
     assert result.exit_code == 0, result.output
     return runner, out, tmp_path
 
@@ -104,7 +106,9 @@ def test_changing_the_index_type_reuses_the_vectors(built: tuple[CliRunner, Path
     text = runner.invoke(cli, ["info", str(out)]).stdout
     assert "hnsw (faiss HNSW" in text
     assert "memory" in text and "updated" in text
-    query = runner.invoke(cli, ["query", "해운대 바다", "-i", str(out), "--mode", "dense", "-k", "1"])
+    query = runner.invoke(
+        cli, ["query", "해운대 바다", "-i", str(out), "--mode", "dense", "-k", "1"]
+    )
     assert query.exit_code == 0
 
 
