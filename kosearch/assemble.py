@@ -111,7 +111,7 @@ def write_vectors(
 
     dim = new.shape[1] if base is None else base.store.dim
     n = len(keep) + len(new)
-    old = _base_faiss(base)
+    old = dict(base.manifest.faiss) if base is not None else {}
     reuse_all = (
         base is not None and old.get("factory") == plan.factory
         and len(keep) == len(base.passages)
@@ -128,11 +128,11 @@ def write_vectors(
     trained_on = old.get("trained_on") if (reuse_all or reuse_training) else None
     if reuse_all:
         assert base is not None
-        store = _clone(base.store)
+        store = base.store.copy()  # the live store keeps serving searches meanwhile
         _add_chunks(store, _chunks(None, keep, new), on_rows)
     elif reuse_training:
         assert base is not None
-        store = _clone(base.store, empty=True)
+        store = base.store.empty_copy()
         source = _chunks(base, keep, new) if combined is None else _rows(combined)
         _add_chunks(store, source, on_rows)
     elif combined is not None and plan.train_size > 0:
@@ -150,10 +150,6 @@ def write_vectors(
         **plan.to_dict(), "factory": plan.factory, "ntotal": store.ntotal, "bytes": size,
         "trained_on": trained_on, "embeddings": lossy,
     }
-
-
-def _base_faiss(base: Base | None) -> dict[str, Any]:
-    return dict(base.manifest.faiss) if base is not None else {}
 
 
 def _within(n: int, trained_on: Any) -> bool:
@@ -224,11 +220,6 @@ def _add_chunks(
             store.add(chunk)
             if on_rows is not None:
                 on_rows(len(chunk))
-
-
-def _clone(store: VectorStore, *, empty: bool = False) -> VectorStore:
-    """A private copy of ``store`` (the live one keeps serving searches meanwhile)."""
-    return store.empty_copy() if empty else store.copy()
 
 
 def write_lexical(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import logging
 import os
 import tempfile
@@ -786,7 +785,6 @@ def _run_key(run: Run, target: Path) -> dict[str, Any] | None:
         "fields": asdict(s.fields),
         "strict": s.strict,
         "base": [base.created, base.updated, base.counts.get("passages")] if base else None,
-        "delete": hashlib.sha256("\n".join(run.delete_ids).encode()).hexdigest(),
     }
 
 

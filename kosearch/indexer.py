@@ -221,9 +221,11 @@ def _spool_passages(
     with PassageTable.writer(work.path) as writer:
         for docs in _batched(source if source is not None else (), DOC_BATCH):
             todo: list[Document] = []
+            digests: dict[str, str] = {}
             for doc in docs:
-                seen.add(doc.id)
-                digest = content_hash(doc)
+                if mode is RunMode.SYNC:
+                    seen.add(doc.id)
+                digest = digests[doc.id] = content_hash(doc)
                 old = known.get(doc.id)
                 if old is None:
                     counts["added"] += 1
@@ -245,7 +247,7 @@ def _spool_passages(
             if todo:
                 chunker = get_chunker()
                 passages = chunker.chunk(todo)
-                by_id = {doc.id: (doc.meta, content_hash(doc)) for doc in todo}
+                by_id = {doc.id: (doc.meta, digests[doc.id]) for doc in todo}
                 writer.append(
                     passages, [by_id[p.doc_id][0] for p in passages],
                     [by_id[p.doc_id][1] for p in passages],
