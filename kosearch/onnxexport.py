@@ -26,6 +26,7 @@ import numpy as np
 from kosearch import __version__
 from kosearch.errors import MissingDependencyError, ModelLoadError
 from kosearch.onnxquery import (
+    DATA_FILE,
     EXPORT_VERSION,
     META_FILE,
     MODEL_FILE,
@@ -159,13 +160,24 @@ def _write(encoder: SentenceTransformerEncoder, layout: dict[str, Any], director
             input_names=["input_ids", "attention_mask"], output_names=["sentence_embedding"],
             dynamic_axes=axes, opset_version=OPSET, dynamo=False,
         )
-    files = {name: (directory / name).stat().st_size for name in (MODEL_FILE, TOKENIZER_FILE)}
+    _externalize(directory / MODEL_FILE)
+    files = {name: (directory / name).stat().st_size
+             for name in (MODEL_FILE, DATA_FILE, TOKENIZER_FILE)}
     meta = {
         "version": EXPORT_VERSION, "fingerprint": encoder.fingerprint, "dim": encoder.dim,
         "max_tokens": encoder.max_tokens, "model": encoder.name, **layout, "opset": OPSET,
         "files": files, "kosearch_version": __version__, "torch": torch.__version__,
     }
     (directory / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+
+def _externalize(path: Path) -> None:
+    """Move the graph's weights into :data:`DATA_FILE` beside it (onnxruntime maps it)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=DATA_FILE, size_threshold=1024)
 
 
 def _tokenizer(encoder: SentenceTransformerEncoder) -> Any:

@@ -6,10 +6,12 @@ with onnxruntime, tokenizers and numpy only, and gives the same vectors (cosine 
 checked when the export is made and in the tests).
 
 An export lives in a per-user cache directory named after the model's weight fingerprint and
-token limit (``<cache>/onnx/<fingerprint>-<max_tokens>-v1``), so every index built with the same
+token limit (``<cache>/onnx/<fingerprint>-<max_tokens>-v2``), so every index built with the same
 model shares it and a query needs neither the model directory nor torch:
 
-* ``model.onnx``: transformer + pooling (+ normalization) in one graph, fp32;
+* ``model.onnx``: transformer + pooling (+ normalization) in one graph, fp32, whose weights
+  are in ``model.data`` (ONNX external data), which onnxruntime memory-maps: a session opens in
+  ~0.13 s and holds ~140 MB, against ~0.4 s and ~450 MB with the weights inside the graph;
 * ``tokenizer.json``: the model's fast tokenizer, truncating at ``max_tokens`` and padding;
 * ``export.json``: what was exported (fingerprint, dim, pooling, file sizes) and checked.
 
@@ -37,10 +39,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2  # 2: the weights in DATA_FILE
 MODEL_FILE = "model.onnx"
+DATA_FILE = "model.data"
 TOKENIZER_FILE = "tokenizer.json"
 META_FILE = "export.json"
+FILES = frozenset({MODEL_FILE, DATA_FILE, TOKENIZER_FILE})
 
 
 class OnnxCacheError(KosearchError):
@@ -80,7 +84,7 @@ def read_export(directory: Path) -> dict[str, Any]:
         path = directory / name
         if not path.is_file() or path.stat().st_size != size:
             raise OnnxCacheError(f"the ONNX export at {directory} is incomplete ({name})")
-    if set(meta.get("files", {})) != {MODEL_FILE, TOKENIZER_FILE}:
+    if not {MODEL_FILE, TOKENIZER_FILE} <= set(meta.get("files", {})) <= FILES:
         raise OnnxCacheError(f"the ONNX export at {directory} lists the wrong files")
     return meta
 
