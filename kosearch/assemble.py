@@ -233,18 +233,19 @@ def write_lexical(
 ) -> dict[str, Any]:
     """Write ``lexical/``: the kept rows' stored terms plus the new texts analyzed, re-scored.
 
-    ``kiwi`` gives the run's Kiwi (the chunker's, ~300 MB), so that no second one is loaded.
+    ``kiwi`` gives the run's Kiwi (the chunker's, ~300 MB, with the default dictionaries), so
+    that no second one is loaded, except to update an index analyzed with other dictionaries.
     """
+    from kosearch.kiwi import DEFAULT_DICTS
     from kosearch.lexical import LexicalIndex, MorphemeAnalyzer
 
     lexical = None
     if base is not None and base.lexical is not None:
         if base.lexical.updatable:
             old = base.lexical.analyzer
-            analyzer = (
-                MorphemeAnalyzer(old.tags, kiwi=kiwi()) if isinstance(old, MorphemeAnalyzer)
-                else old
-            )
+            analyzer = old
+            if isinstance(old, MorphemeAnalyzer) and old.dicts == DEFAULT_DICTS:
+                analyzer = MorphemeAnalyzer(old.tags, kiwi=kiwi())
             lexical = base.lexical.updated(keep, new_texts, analyzer=analyzer, on_batch=on_batch)
         else:
             log.warning("the index's BM25 part predates per-passage terms; analyzing every "

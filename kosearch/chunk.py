@@ -25,7 +25,8 @@ from functools import lru_cache
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
-from kosearch.errors import ConfigError, MissingDependencyError
+from kosearch.errors import ConfigError
+from kosearch.kiwi import KiwiLoader
 from kosearch.types import Document, Passage
 
 if TYPE_CHECKING:
@@ -146,26 +147,21 @@ class SentenceSplitter:
             raise ConfigError(f"Kiwi num_workers must be at least 1, got {num_workers}")
         if max_chars < 100:
             raise ConfigError(f"the splitter's max_chars must be at least 100, got {max_chars}")
-        self._num_workers = num_workers
         self._max_chars = max_chars
         self._kiwi_instance = kiwi
+        self._loader = KiwiLoader(num_workers=num_workers, purpose="Korean sentence splitting")
         self.chars_analyzed = 0  # characters Kiwi has been given (a cost figure for benchmarks)
 
     @property
     def kiwi(self) -> kiwipiepy.Kiwi:
-        """The Kiwi analyzer (loaded on first use), to share with the BM25 analyzer."""
+        """The Kiwi analyzer (loaded on first use, with
+        :data:`kosearch.kiwi.DEFAULT_DICTS` unless given), to share with the BM25 analyzer."""
         return self._kiwi()
 
     def _kiwi(self) -> kiwipiepy.Kiwi:
         """The Kiwi analyzer, loaded on first use (about a second)."""
         if self._kiwi_instance is None:
-            try:
-                from kiwipiepy import Kiwi
-            except ImportError as error:
-                raise MissingDependencyError(
-                    "Korean sentence splitting needs kiwipiepy: pip install kiwipiepy"
-                ) from error
-            self._kiwi_instance = Kiwi(num_workers=self._num_workers)
+            self._kiwi_instance = self._loader.get()
         return self._kiwi_instance
 
     def split(self, texts: Sequence[str]) -> list[list[Span]]:

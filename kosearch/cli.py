@@ -341,18 +341,27 @@ def query_cmd(query: str | None, index_dir: str, k: int, mode: str | None, passa
               dense_weight: float, nprobe: int | None, ef_search: int | None,
               query_backend: str) -> None:
     """Search the index for QUERY (or for every query in --queries FILE)."""
-    from kosearch.index import Index
-    from kosearch.retrieval import Fusion
+    from kosearch.sidecar import SidecarAnalysis
 
     if (query is None) == (queries_file is None):
         raise click.UsageError("give either a QUERY argument or --queries FILE")
-    fusion_settings = Fusion(method=fusion, dense_weight=dense_weight)
     items = [(None, query)] if query is not None else list(_read_queries(queries_file or "-"))
-    index = Index.load(index_dir, model=model, device=device, query_backend=query_backend)
-    index.set_search_params(nprobe=nprobe, ef_search=ef_search)
-    results = index.search_batch([text for _, text in items], k, mode=mode, passages=passages,
-                                 rerank=rerank, rerank_top=rerank_top,
-                                 fusion=fusion_settings)
+    texts = [text for _, text in items]
+    # Another core analyzes the queries for BM25 while this process loads the index and model.
+    analysis = SidecarAnalysis.for_index(index_dir, texts) if mode in (None, "hybrid") else None
+    try:
+        from kosearch.index import Index
+        from kosearch.retrieval import Fusion
+
+        fusion_settings = Fusion(method=fusion, dense_weight=dense_weight)
+        index = Index.load(index_dir, model=model, device=device, query_backend=query_backend)
+        index.warm_up(mode, texts, analysis=analysis)
+        index.set_search_params(nprobe=nprobe, ef_search=ef_search)
+        results = index.search_batch(texts, k, mode=mode, passages=passages, rerank=rerank,
+                                     rerank_top=rerank_top, fusion=fusion_settings)
+    finally:
+        if analysis is not None:
+            analysis.close()  # a no-op once the search used it; else stop the child
     for (qid, text), hits in zip(items, results):
         if as_json:
             record: dict[str, Any] = {"query": text}

@@ -32,8 +32,9 @@ from kosearch.errors import (
     KosearchError,
     ModelMismatchError,
 )
-from kosearch.indexer import LEXICAL_DIR, IndexSettings, Run, RunMode, UpdateReport
-from kosearch.manifest import MANIFEST_FILE, Manifest, read_manifest
+from kosearch.indexer import IndexSettings, Run, RunMode, UpdateReport
+from kosearch.manifest import LEXICAL_DIR, MANIFEST_FILE, Manifest, read_manifest
+from kosearch.preload import Preload
 from kosearch.retrieval import Candidate, Fusion, Mode
 from kosearch.store import PassageTable, VectorStore
 from kosearch.types import Document, Hit
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from kosearch.encoder import Encoder
     from kosearch.lexical import LexicalIndex
     from kosearch.rerank import Reranker
+    from kosearch.sidecar import SidecarAnalysis
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,11 @@ class Index:
         self.lexical = lexical
         self.path = path
         self._encoder = encoder
+        # A function of values, not a bound method: no reference cycle keeps an Index alive.
+        self._query_encoder: Preload[Encoder] = Preload(
+            functools.partial(_load_query_encoder, manifest, query_backend, device),
+            name="query-encoder",
+        )
         self._device = device
         self._rerankers: dict[str, Reranker] = {}
         # Kiwi, the tokenizer and lazy model loading are not safe to share between threads:
@@ -315,16 +322,41 @@ class Index:
     def encoder(self) -> Encoder:
         """The query encoder, loaded from the manifest's model on first use."""
         if self._encoder is None:
-            from kosearch.onnxquery import load_query_encoder
-
-            info = self.manifest.model
-            encoder = load_query_encoder(info, self.query_backend, self._device, lambda: (
-                _load_encoder(info.name, None, device=self._device,
-                              query_prompt=info.query_prompt, passage_prompt=info.passage_prompt)
-            ))
-            check_encoder(self.manifest, encoder)
-            self._encoder = encoder
+            self._encoder = self._query_encoder.get()
         return self._encoder
+
+    def warm_up(
+        self,
+        mode: Mode | str | None = None,
+        queries: Sequence[str] | None = None,
+        *,
+        analysis: SidecarAnalysis | None = None,
+    ) -> None:
+        """Start loading what searches in ``mode`` need, in the background; return at once.
+
+        ``mode`` defaults to :attr:`default_mode`. The query encoder (unless already loaded)
+        loads in a background thread, so the first search waits only for what is not ready
+        yet; errors are raised by that search. For BM25, Kiwi loads in another thread, except
+        in hybrid mode given the ``queries`` about to be searched: a child process on another
+        core then analyzes them (Kiwi holds the GIL while it loads, so a thread would stall
+        the encoder's load), and this process never loads Kiwi. ``analysis`` is such a child
+        already started (:meth:`kosearch.sidecar.SidecarAnalysis.for_index`).
+
+        Example:
+            >>> index = Index.load("my-index", query_backend="auto")  # doctest: +SKIP
+            >>> index.warm_up(queries=["한글은 누가 만들었나요?"])        # doctest: +SKIP
+            >>> index.search("한글은 누가 만들었나요?")                   # doctest: +SKIP
+        """
+        chosen = self.default_mode if mode is None else retrieval.parse_mode(mode)
+        if chosen != Mode.DENSE and self.lexical is not None:
+            if (analysis is None and queries is not None and chosen == Mode.HYBRID
+                    and self.path is not None and self._encoder is None):
+                from kosearch.sidecar import SidecarAnalysis
+
+                analysis = SidecarAnalysis.for_index(self.path, queries)
+            self.lexical.warm_up(analysis)
+        if chosen != Mode.LEXICAL and self._encoder is None:
+            self._query_encoder.start()
 
     # ------------------------------------------------------------------ searching
     @property
@@ -413,6 +445,9 @@ class Index:
     ) -> list[list[Hit]]:
         reranker = self._reranker(rerank)
         vectors = None
+        if chosen == Mode.HYBRID and query_vectors is None:
+            assert self.lexical is not None  # guaranteed by _resolve_mode
+            self.lexical.warm_up()  # Kiwi loads while the queries are encoded
         if chosen != Mode.LEXICAL:
             vectors = self._query_vectors(queries, query_vectors)
         ranked = self._rank(
@@ -580,6 +615,19 @@ def _load_encoder(
         precision=settings.precision if settings is not None else None,
         processes=settings.processes if settings is not None else None,
     )
+
+
+def _load_query_encoder(manifest: Manifest, backend: str, device: str | None) -> Encoder:
+    """The query encoder of an index with ``manifest`` (see :attr:`Index.encoder`)."""
+    from kosearch.onnxquery import load_query_encoder
+
+    info = manifest.model
+    encoder: Encoder = load_query_encoder(info, backend, device, lambda: (
+        _load_encoder(info.name, None, device=device,
+                      query_prompt=info.query_prompt, passage_prompt=info.passage_prompt)
+    ))
+    check_encoder(manifest, encoder)
+    return encoder
 
 
 def check_encoder(manifest: Manifest, encoder: Encoder) -> None:

@@ -26,7 +26,7 @@ from kosearch import __version__
 from kosearch.chunk import Chunker, ChunkSettings, SentenceSplitter, TokenCounter
 from kosearch.corpus import CorpusReader, Fields
 from kosearch.errors import ConfigError, CorpusError
-from kosearch.manifest import Manifest, ModelInfo, now_iso, write_manifest
+from kosearch.manifest import LEXICAL_DIR, Manifest, ModelInfo, now_iso, write_manifest
 from kosearch.store import PASSAGES_FILE, encode_meta
 from kosearch.types import Document, Metric, Passage
 from kosearch.workdir import WorkDir
@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 
 DOC_BATCH = 256  # documents chunked per kiwi/tokenizer batch call
 ENCODE_WINDOW = 2048  # passages length-sorted and encoded together
-LEXICAL_DIR = "lexical"
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,17 +15,22 @@ are never returned and ties break by ascending row.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from importlib import metadata
 from itertools import islice
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from kosearch.errors import ConfigError, IndexFormatError, MissingDependencyError
+from kosearch.kiwi import DEFAULT_DICTS, LEGACY_DICTS, KiwiLoader
+
+if TYPE_CHECKING:
+    from kosearch.sidecar import SidecarAnalysis
 
 FORMAT_VERSION = 2  # 2 adds the per-row term ids (terms.npy, terms_indptr.npy) used by updates
 METHOD = "lucene"
@@ -68,7 +73,10 @@ class MorphemeAnalyzer:
         tags: Kiwi part-of-speech tags to keep (see :data:`KIWI_TAGS`).
         num_workers: Kiwi threads for batched tokenization; ``None`` uses every core.
         kiwi: An existing ``kiwipiepy.Kiwi`` to share (e.g. the chunker's); saves ~300 MB
-            and the start-up time. ``num_workers`` is then ignored.
+            and the start-up time. ``num_workers`` is then ignored, and the instance must have
+            been made with ``dicts`` (see :mod:`kosearch.kiwi`).
+        dicts: Kiwi's optional dictionaries to load (``multi``, ``typo``); none by default.
+            Part of :meth:`config`, since they change the analysis.
 
     Raises:
         ConfigError: If ``tags`` is empty or holds a tag Kiwi does not know.
@@ -85,6 +93,7 @@ class MorphemeAnalyzer:
         *,
         num_workers: int | None = None,
         kiwi: Any = None,
+        dicts: Collection[str] = DEFAULT_DICTS,
     ) -> None:
         tag_set = frozenset(tags)
         unknown = sorted(tag_set - KIWI_TAGS)
@@ -98,24 +107,35 @@ class MorphemeAnalyzer:
         self._tags = tag_set
         # Kiwi tags conjugating stems as e.g. "VV-R"/"VA-I"; match those without splitting strings.
         self._match = tag_set | {f"{t}-{s}" for t in tag_set for s in ("R", "I")}
-        self._num_workers = num_workers
         self._kiwi: Any = kiwi  # an existing kiwipiepy.Kiwi to share (~300 MB each)
+        self._loader = KiwiLoader(
+            num_workers=-1 if num_workers is None else num_workers, dicts=dicts,
+            purpose="Korean lexical search",
+        )
 
     @property
     def tags(self) -> frozenset[str]:
         """The part-of-speech tags kept."""
         return self._tags
 
+    @property
+    def dicts(self) -> tuple[str, ...]:
+        """Kiwi's optional dictionaries this analysis uses (sorted)."""
+        return self._loader.dicts
+
+    @property
+    def loaded(self) -> bool:
+        """Whether Kiwi is loaded (a background load still running counts as not)."""
+        return self._kiwi is not None or self._loader.done
+
+    def warm_up(self) -> None:
+        """Start loading Kiwi in a background thread (~0.9 s), if it is not loaded yet."""
+        if self._kiwi is None:
+            self._loader.start()
+
     def _kiwi_instance(self) -> Any:
         if self._kiwi is None:
-            try:
-                from kiwipiepy import Kiwi
-            except ImportError as e:
-                raise MissingDependencyError(
-                    "Korean lexical search needs the kiwipiepy package; "
-                    "install it with: pip install kiwipiepy"
-                ) from e
-            self._kiwi = Kiwi(num_workers=-1 if self._num_workers is None else self._num_workers)
+            self._kiwi = self._loader.get()
         return self._kiwi
 
     def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
@@ -138,12 +158,13 @@ class MorphemeAnalyzer:
         ]
 
     def config(self) -> dict[str, Any]:
-        """``{"name": "kiwi", "tags": [...], "kiwipiepy": "<version>"}``."""
+        """``{"name": "kiwi", "tags": [...], "dicts": [...], "kiwipiepy": "<version>"}``."""
         try:
             version: str | None = metadata.version("kiwipiepy")
         except metadata.PackageNotFoundError:
             version = None
-        return {"name": "kiwi", "tags": sorted(self._tags), "kiwipiepy": version}
+        return {"name": "kiwi", "tags": sorted(self._tags), "dicts": list(self.dicts),
+                "kiwipiepy": version}
 
 
 class WhitespaceAnalyzer:
@@ -209,7 +230,11 @@ def analyzer_from_config(
         tags = config.get("tags")
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise ConfigError(f"the kiwi analyzer config needs a list of tags, not {tags!r}.")
-        return MorphemeAnalyzer(tags, num_workers=num_workers)
+        # Indexes written before the dictionaries were recorded used Kiwi's defaults.
+        dicts = config.get("dicts", list(LEGACY_DICTS))
+        if not isinstance(dicts, list) or not all(isinstance(d, str) for d in dicts):
+            raise ConfigError(f"the kiwi analyzer config needs a list of dicts, not {dicts!r}.")
+        return MorphemeAnalyzer(tags, num_workers=num_workers, dicts=dicts)
     if name == "whitespace":
         return WhitespaceAnalyzer()
     if name == "char_bigram":
@@ -332,6 +357,7 @@ class LexicalIndex:
         self._k1 = k1
         self._b = b
         self._terms = terms
+        self._sidecar: SidecarAnalysis | None = None  # queries being analyzed by a child
 
     @classmethod
     def build(
@@ -421,6 +447,35 @@ class LexicalIndex:
         """The analyzer used for passages and queries."""
         return self._analyzer
 
+    def warm_up(self, analysis: SidecarAnalysis | None = None) -> None:
+        """Get ready for a search soon; a no-op for analyzers that need no loading.
+
+        With ``analysis`` (a child process analyzing the queries about to be searched, see
+        :mod:`kosearch.sidecar`) and a Kiwi analyzer not loaded yet, a :meth:`search` for
+        exactly those queries takes the child's terms, so this process never loads Kiwi.
+        Otherwise Kiwi starts loading in a background thread.
+        """
+        if getattr(self._analyzer, "loaded", True):
+            if analysis is not None:
+                analysis.close()
+            return
+        if analysis is not None:
+            if self._sidecar is not None:
+                self._sidecar.close()
+            self._sidecar = analysis
+            return
+        if self._sidecar is None:
+            self._analyzer.warm_up()  # type: ignore[attr-defined]
+
+    def _analyze_queries(self, queries: list[str]) -> list[list[str]]:
+        sidecar, terms = self._sidecar, None
+        self._sidecar = None
+        if sidecar is not None:
+            if sidecar.texts == queries:
+                terms = sidecar.terms(self._analyzer.config())
+            sidecar.close()
+        return terms if terms is not None else self._analyzer.tokenize(queries)
+
     def __len__(self) -> int:
         return self._num_docs
 
@@ -450,7 +505,7 @@ class LexicalIndex:
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        return [self._search_terms(terms, k) for terms in self._analyzer.tokenize(list(queries))]
+        return [self._search_terms(terms, k) for terms in self._analyze_queries(list(queries))]
 
     def _search_terms(self, terms: list[str], k: int) -> list[tuple[int, float]]:
         ids = [self._vocab[t] for t in terms if t in self._vocab]
@@ -510,13 +565,7 @@ class LexicalIndex:
         header = _read_header(directory / "config.json")
         terms = _read_vocab(directory / "vocab.json", header["num_terms"])
         arrays = _read_arrays(directory, header["num_docs"], header["num_terms"])
-        try:
-            analyzer = analyzer_from_config(header["tokenizer"])
-        except ConfigError as e:
-            raise IndexFormatError(
-                f"lexical index file {directory / 'config.json'} has an invalid tokenizer "
-                f"({str(e).rstrip('.')})."
-            ) from e
+        analyzer = _analyzer_of(header, directory / "config.json")
         vocab = {t: i for i, t in enumerate(terms)}
         doc_terms = _read_doc_terms(directory, header["num_docs"], header["num_terms"])
         return cls(
@@ -532,6 +581,25 @@ def _read_json(path: Path) -> Any:
         raise IndexFormatError(f"lexical index file {path} is missing.") from None
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise IndexFormatError(f"lexical index file {path} is not valid JSON ({e}).") from e
+
+
+def read_analyzer(directory: str | os.PathLike[str]) -> Analyzer:
+    """The analyzer of the lexical index saved in ``directory``, without reading the index.
+
+    Raises:
+        IndexFormatError: If its ``config.json`` is missing, corrupt or from a newer format.
+    """
+    path = Path(directory) / "config.json"
+    return _analyzer_of(_read_header(path), path)
+
+
+def _analyzer_of(header: dict[str, Any], path: Path) -> Analyzer:
+    try:
+        return analyzer_from_config(header["tokenizer"])
+    except ConfigError as e:
+        raise IndexFormatError(
+            f"lexical index file {path} has an invalid tokenizer ({str(e).rstrip('.')})."
+        ) from e
 
 
 def _read_header(path: Path) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from kosearch.errors import IndexFormatError, IndexNotFoundError
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
+LEXICAL_DIR = "lexical"  # the BM25 part of an index directory
 
 
 @dataclass(frozen=True, slots=True)

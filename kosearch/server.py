@@ -508,6 +508,7 @@ def _app_from_settings(settings: dict[str, Any], index: Index | None) -> FastAPI
 
         index = Index.load(settings["index"], model=settings.get("model"),
                            device=settings.get("device"))
+    index.warm_up()
     index.encoder  # noqa: B018 - load the model now, not on the first request
     try:  # the first search pays for Kiwi, torch and FAISS start-up; do it before serving
         index.search_batch(["kosearch"], 1)
