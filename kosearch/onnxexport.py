@@ -87,7 +87,7 @@ def export(encoder: SentenceTransformerEncoder, root: Path | None = None) -> Pat
         if not _importable(module):
             raise MissingDependencyError(
                 f"exporting the query model needs the '{module}' package: "
-                "pip install 'kosearch[fast]'"
+                "pip install onnxruntime onnx"
             )
     source = _fp32_cpu(encoder)
     layout = _layout(source)

@@ -242,7 +242,7 @@ def load_query_encoder(info: Any, backend: str, device: str | None,
         return load_torch()
     if not onnxruntime_available():
         log.info("onnxruntime is not installed, so queries load torch (slower start); "
-                 "pip install 'kosearch[fast]' for instant queries")
+                 "pip install onnxruntime onnx for instant queries")
         return load_torch()
     directory = export_dir(info.fingerprint, info.max_tokens)
     try:

@@ -242,7 +242,7 @@ def test_query_without_onnxruntime_falls_back_with_a_notice(
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["hits"]
     notices = [line for line in result.stderr.splitlines() if "onnxruntime" in line]
-    assert len(notices) == 1 and "kosearch[fast]" in notices[0]
+    assert len(notices) == 1 and "pip install onnxruntime onnx" in notices[0]
 
 
 @pytest.mark.st
