@@ -67,6 +67,7 @@ def main() -> None:
         "query dense, onnx (after)": [*query, "--mode", "dense"],
         "query hybrid, torch (before)": [*query, "--query-backend", "torch"],
         "query hybrid, onnx (after)": [*query],
+        "query lexical (no model)": [*query, "--mode", "lexical"],
     }
     subprocess.run(commands["query dense, onnx (after)"], check=True, env=env)  # export, warm
     samples: dict[str, list[float]] = {name: [] for name in commands}

@@ -76,7 +76,7 @@ class SidecarAnalysis:
             try:
                 process = subprocess.Popen(
                     [sys.executable, "-m", "kosearch.sidecar"], stdin=read_end,
-                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_child_env(),
                 )
             finally:
                 os.close(read_end)
@@ -126,6 +126,13 @@ class SidecarAnalysis:
             return json.loads(out)
         except ValueError:
             return None
+
+
+def _child_env() -> dict[str, str]:
+    """This environment, with this kosearch first on the child's import path."""
+    root = str(Path(__file__).resolve().parents[1])
+    paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 def main() -> None:
