@@ -18,6 +18,7 @@ from kosearch.cli import cli
 from kosearch.errors import ConfigError
 from kosearch.manifest import MANIFEST_FILE, read_manifest
 from kosearch.onnxquery import (
+    DATA_FILE,
     MODEL_FILE,
     OnnxCacheError,
     OnnxQueryEncoder,
@@ -164,6 +165,24 @@ def test_onnx_queries_match_torch(request: pytest.FixtureRequest, tmp_path: Path
     assert cosines(onnx.encode_passages(TEXTS), encoder.encode_passages(TEXTS)).min() >= 0.9999
     assert onnx.encode_queries([]).shape == (0, encoder.dim)
     assert not list(tmp_path.glob(".*tmp-*"))  # no temporary directory left behind
+
+
+@pytest.mark.st
+def test_an_export_replaces_the_older_formats_of_its_model(tmp_path: Path,
+                                                           tiny_bert_dir: Path) -> None:
+    from kosearch.encoder import SentenceTransformerEncoder
+    from kosearch.onnxexport import ensure_export
+
+    encoder = SentenceTransformerEncoder(str(tiny_bert_dir), device="cpu")
+    target = export_dir(encoder.fingerprint, encoder.max_tokens, tmp_path)
+    older = target.with_name(target.name.rsplit("-v", 1)[0] + "-v1")
+    other = tmp_path / f"0000000000000000-{encoder.max_tokens}-v1"  # another model's
+    for directory in (older, other):
+        directory.mkdir(parents=True)
+        (directory / MODEL_FILE).write_bytes(b"an export in the old format")
+    assert ensure_export(encoder, root=tmp_path) == target
+    assert not older.exists() and (other / MODEL_FILE).is_file()
+    assert (target / DATA_FILE).stat().st_size > (target / MODEL_FILE).stat().st_size
 
 
 @pytest.mark.st
