@@ -31,14 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from kosearch.lexical import (
+from kosearch.analyzers import (
     KIWI_TAGS,
     Analyzer,
     CharBigramAnalyzer,
-    LexicalIndex,
     MorphemeAnalyzer,
     WhitespaceAnalyzer,
 )
+from kosearch.lexical import LexicalIndex
 
 NOUNS = frozenset("NNG NNP NNB NR NP".split())
 STEMS = NOUNS | {"VV", "VA"}

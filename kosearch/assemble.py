@@ -236,8 +236,10 @@ def write_lexical(
     ``kiwi`` gives the run's Kiwi (the chunker's, ~300 MB, with the default dictionaries), so
     that no second one is loaded, except to update an index analyzed with other dictionaries.
     """
+    from kosearch.analyzers import MorphemeAnalyzer
     from kosearch.kiwi import DEFAULT_DICTS
-    from kosearch.lexical import LexicalIndex, MorphemeAnalyzer
+    from kosearch.lexical import LexicalIndex
+    from kosearch.manifest import LEXICAL_DIR
 
     lexical = None
     if base is not None and base.lexical is not None:
@@ -253,5 +255,5 @@ def write_lexical(
     if lexical is None:
         lexical = LexicalIndex.build(all_texts(), analyzer=MorphemeAnalyzer(kiwi=kiwi()),
                                      on_batch=on_batch)
-    lexical.save(directory / "lexical")
+    lexical.save(directory / LEXICAL_DIR)
     return lexical.config()

@@ -26,7 +26,7 @@ from kosearch import __version__
 from kosearch.chunk import Chunker, ChunkSettings, SentenceSplitter, TokenCounter
 from kosearch.corpus import CorpusReader, Fields
 from kosearch.errors import ConfigError, CorpusError
-from kosearch.manifest import LEXICAL_DIR, Manifest, ModelInfo, now_iso, write_manifest
+from kosearch.manifest import Manifest, ModelInfo, now_iso, write_manifest
 from kosearch.store import PASSAGES_FILE, encode_meta
 from kosearch.types import Document, Metric, Passage
 from kosearch.workdir import WorkDir

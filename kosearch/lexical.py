@@ -1,8 +1,8 @@
-"""BM25 over Korean morphemes: analyzers, index build, search, and a pickle-free disk format.
+"""BM25 over Korean morphemes: index build, search, and a pickle-free disk format.
 
-Korean glues particles and endings onto words (``서울에서는``, ``먹었어요``), so whitespace
-splitting leaves the query ``서울`` unable to match. :class:`MorphemeAnalyzer` runs Kiwi and keeps
-content morphemes only. Scores are the Lucene variant of BM25 (``bm25s`` method ``"lucene"``)::
+Texts become terms through an analyzer (:mod:`kosearch.analyzers`; by default Kiwi morphemes,
+:class:`~kosearch.analyzers.MorphemeAnalyzer`). Scores are the Lucene variant of BM25
+(``bm25s`` method ``"lucene"``)::
 
     idf(t)      = ln(1 + (N - df(t) + 0.5) / (df(t) + 0.5))
     score(q, d) = sum over query terms t of  idf(t) * tf / (tf + k1 * (1 - b + b * |d| / avgdl))
@@ -16,231 +16,22 @@ from __future__ import annotations
 
 import json
 import os
-import re
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from importlib import metadata
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from kosearch.analyzers import Analyzer, MorphemeAnalyzer, analyzer_from_config
 from kosearch.errors import ConfigError, IndexFormatError, MissingDependencyError
-from kosearch.kiwi import DEFAULT_DICTS, LEGACY_DICTS, KiwiLoader
 
 if TYPE_CHECKING:
     from kosearch.sidecar import SidecarAnalysis
 
 FORMAT_VERSION = 2  # 2 adds the per-row term ids (terms.npy, terms_indptr.npy) used by updates
 METHOD = "lucene"
-
-#: The part-of-speech tags Kiwi emits here (no ``W_*`` tags: URL/e-mail extraction is off),
-#: without the ``-R``/``-I`` (regular/irregular) suffixes Kiwi appends to conjugating stems.
-KIWI_TAGS: frozenset[str] = frozenset(
-    "NNG NNP NNB NR NP VV VA VX VCP VCN MM MAG MAJ IC "
-    "JKS JKC JKG JKO JKB JKV JKQ JX JC EP EF EC ETN ETM XPN XSN XSV XSA XSM XR "
-    "SF SP SS SSO SSC SE SO SW SL SH SN SB UN Z_CODA Z_SIOT "
-    "USER0 USER1 USER2 USER3 USER4".split()
-)
-
-#: Content morphemes kept for BM25: common/proper/bound nouns, numerals, pronouns, verb and
-#: adjective stems, roots, foreign words (lowercased), hanja and numbers.
-#: Chosen by measurement on KorQuAD and hand-written particle cases; see bench/lexical.py.
-DEFAULT_TAGS: frozenset[str] = frozenset("NNG NNP NNB NR NP VV VA XR SL SH SN".split())
-
-_EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$")
-_SPACE = re.compile(r"\s+")
-
-
-class Analyzer(Protocol):
-    """Texts -> one list of index terms each; ``config()`` is JSON that
-    :func:`analyzer_from_config` turns back into an equal analyzer."""
-
-    def tokenize(self, texts: Sequence[str]) -> list[list[str]]: ...
-
-    def config(self) -> dict[str, Any]: ...
-
-
-class MorphemeAnalyzer:
-    """Kiwi morpheme analysis, keeping only the morphemes whose tag is in ``tags``.
-
-    Particles (``J*``), endings (``E*``) and punctuation are dropped by the default tags; verbs and
-    adjectives yield their stem (``먹었다`` -> ``먹``); every term is lowercased (``GPU`` -> ``gpu``).
-    Kiwi is created on the first call to :meth:`tokenize`, not at construction.
-
-    Args:
-        tags: Kiwi part-of-speech tags to keep (see :data:`KIWI_TAGS`).
-        num_workers: Kiwi threads for batched tokenization; ``None`` uses every core.
-        kiwi: An existing ``kiwipiepy.Kiwi`` to share (e.g. the chunker's); saves ~300 MB
-            and the start-up time. ``num_workers`` is then ignored, and the instance must have
-            been made with ``dicts`` (see :mod:`kosearch.kiwi`).
-        dicts: Kiwi's optional dictionaries to load (``multi``, ``typo``); none by default.
-            Part of :meth:`config`, since they change the analysis.
-
-    Raises:
-        ConfigError: If ``tags`` is empty or holds a tag Kiwi does not know.
-        ValueError: If ``num_workers`` is smaller than 1.
-
-    Example:
-        >>> MorphemeAnalyzer().tokenize(["서울에서는 GPU를 샀다"])
-        [['서울', 'gpu', '사']]
-    """
-
-    def __init__(
-        self,
-        tags: Collection[str] = DEFAULT_TAGS,
-        *,
-        num_workers: int | None = None,
-        kiwi: Any = None,
-        dicts: Collection[str] = DEFAULT_DICTS,
-    ) -> None:
-        tag_set = frozenset(tags)
-        unknown = sorted(tag_set - KIWI_TAGS)
-        if not tag_set or unknown:
-            raise ConfigError(
-                f"unknown Kiwi tags {unknown or '(none given)'}; "
-                f"choose from: {', '.join(sorted(KIWI_TAGS))}."
-            )
-        if num_workers is not None and num_workers < 1:
-            raise ValueError(f"num_workers must be >= 1 or None, got {num_workers}")
-        self._tags = tag_set
-        # Kiwi tags conjugating stems as e.g. "VV-R"/"VA-I"; match those without splitting strings.
-        self._match = tag_set | {f"{t}-{s}" for t in tag_set for s in ("R", "I")}
-        self._kiwi: Any = kiwi  # an existing kiwipiepy.Kiwi to share (~300 MB each)
-        self._loader = KiwiLoader(
-            num_workers=-1 if num_workers is None else num_workers, dicts=dicts,
-            purpose="Korean lexical search",
-        )
-
-    @property
-    def tags(self) -> frozenset[str]:
-        """The part-of-speech tags kept."""
-        return self._tags
-
-    @property
-    def dicts(self) -> tuple[str, ...]:
-        """Kiwi's optional dictionaries this analysis uses (sorted)."""
-        return self._loader.dicts
-
-    @property
-    def loaded(self) -> bool:
-        """Whether Kiwi is loaded (a background load still running counts as not)."""
-        return self._kiwi is not None or self._loader.done
-
-    def warm_up(self) -> None:
-        """Start loading Kiwi in a background thread (~0.9 s), if it is not loaded yet."""
-        if self._kiwi is None:
-            self._loader.start()
-
-    def _kiwi_instance(self) -> Any:
-        if self._kiwi is None:
-            self._kiwi = self._loader.get()
-        return self._kiwi
-
-    def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
-        """Analyze many texts at once (Kiwi spreads a batch over its threads).
-
-        Args:
-            texts: The texts; empty strings give empty term lists.
-
-        Returns:
-            One list of lowercased morphemes per text, in text order.
-        """
-        if not texts:
-            return []
-        keep = self._match
-        return [
-            [tok.form.lower() for tok in tokens if tok.tag in keep]
-            # match_options=0: no URL/e-mail/hashtag/serial extraction, so "naver.com" or
-            # "010-1234-5678" split into SL/SN parts that partial queries can match.
-            for tokens in self._kiwi_instance().tokenize(list(texts), match_options=0)
-        ]
-
-    def config(self) -> dict[str, Any]:
-        """``{"name": "kiwi", "tags": [...], "dicts": [...], "kiwipiepy": "<version>"}``."""
-        try:
-            version: str | None = metadata.version("kiwipiepy")
-        except metadata.PackageNotFoundError:
-            version = None
-        return {"name": "kiwi", "tags": sorted(self._tags), "dicts": list(self.dicts),
-                "kiwipiepy": version}
-
-
-class WhitespaceAnalyzer:
-    """Lowercase, split on whitespace, strip punctuation from both ends of each word.
-
-    This is what most BM25 libraries do by default; it is here to show why Korean needs
-    :class:`MorphemeAnalyzer` (``서울에서는`` never matches ``서울``).
-    """
-
-    def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
-        """One list of words per text."""
-        out: list[list[str]] = []
-        for text in texts:
-            words = (_EDGE_PUNCT.sub("", w) for w in text.lower().split())
-            out.append([w for w in words if w])
-        return out
-
-    def config(self) -> dict[str, Any]:
-        """``{"name": "whitespace"}``."""
-        return {"name": "whitespace"}
-
-
-class CharBigramAnalyzer:
-    """Remove whitespace, then take overlapping character bigrams (no lowercasing).
-
-    The language-agnostic Korean baseline: ``서울 에서`` -> ``서울 울에 에서``; a one-character
-    text is one term.
-    """
-
-    def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
-        """One list of bigrams per text."""
-        out: list[list[str]] = []
-        for text in texts:
-            chars = _SPACE.sub("", text)
-            if len(chars) == 1:
-                out.append([chars])
-            else:
-                out.append([chars[i : i + 2] for i in range(len(chars) - 1)])
-        return out
-
-    def config(self) -> dict[str, Any]:
-        """``{"name": "char_bigram"}``."""
-        return {"name": "char_bigram"}
-
-
-def analyzer_from_config(
-    config: Mapping[str, Any], *, num_workers: int | None = None
-) -> Analyzer:
-    """Rebuild the analyzer described by ``config`` (the output of an analyzer's ``config()``).
-
-    Args:
-        config: A mapping with at least ``"name"`` (``kiwi``, ``whitespace`` or ``char_bigram``).
-        num_workers: Kiwi threads, for the ``kiwi`` analyzer.
-
-    Returns:
-        A fresh analyzer.
-
-    Raises:
-        ConfigError: If the name is unknown or the Kiwi tags are invalid.
-    """
-    name = config.get("name")
-    if name == "kiwi":
-        tags = config.get("tags")
-        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-            raise ConfigError(f"the kiwi analyzer config needs a list of tags, not {tags!r}.")
-        # Indexes written before the dictionaries were recorded used Kiwi's defaults.
-        dicts = config.get("dicts", list(LEGACY_DICTS))
-        if not isinstance(dicts, list) or not all(isinstance(d, str) for d in dicts):
-            raise ConfigError(f"the kiwi analyzer config needs a list of dicts, not {dicts!r}.")
-        return MorphemeAnalyzer(tags, num_workers=num_workers, dicts=dicts)
-    if name == "whitespace":
-        return WhitespaceAnalyzer()
-    if name == "char_bigram":
-        return CharBigramAnalyzer()
-    raise ConfigError(f"unknown analyzer {name!r}; choose one of: kiwi, whitespace, char_bigram.")
-
 
 def _batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:
     it = iter(texts)
@@ -320,7 +111,9 @@ class DocTerms:
         ids = np.fromiter((t for d in docs for t in d), dtype=np.int32, count=int(indptr[-1]))
         return cls(ids, indptr)
 
-    def lists(self, rows: Sequence[int] | NDArray[np.integer[Any]], num_docs: int) -> list[list[int]]:
+    def lists(
+        self, rows: Sequence[int] | NDArray[np.integer[Any]], num_docs: int
+    ) -> list[list[int]]:
         keys = np.asarray(rows, dtype=np.int64).reshape(-1)
         if keys.size and (keys.min() < 0 or keys.max() >= num_docs):
             raise IndexError(f"a kept row is out of range for {num_docs} rows")
@@ -400,7 +193,8 @@ class LexicalIndex:
 
     @classmethod
     def _scored(
-        cls, analyzer: Analyzer, vocab: dict[str, int], docs: list[list[int]], *, k1: float, b: float
+        cls, analyzer: Analyzer, vocab: dict[str, int], docs: list[list[int]], *, k1: float,
+        b: float,
     ) -> LexicalIndex:
         arrays = _score_matrix(docs, len(vocab), k1, b)
         return cls(analyzer, vocab, arrays, len(docs), k1=k1, b=b, terms=DocTerms.from_lists(docs))
@@ -682,7 +476,9 @@ def _read_doc_terms(directory: Path, num_docs: int, num_terms: int) -> DocTerms 
     try:
         ids, indptr = (np.load(p, mmap_mode="r", allow_pickle=False) for p in paths)
     except (OSError, ValueError, EOFError) as e:
-        raise IndexFormatError(f"the lexical index in {directory} has an unreadable terms file ({e}).") from e
+        raise IndexFormatError(
+            f"the lexical index in {directory} has an unreadable terms file ({e})."
+        ) from e
     if (
         ids.ndim != 1 or ids.dtype.kind != "i" or indptr.ndim != 1 or indptr.dtype.kind != "i"
         or indptr.size != num_docs + 1 or (indptr.size and indptr[-1] != ids.size)

@@ -14,15 +14,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kosearch.errors import ConfigError, IndexFormatError
-from kosearch.lexical import (
+from kosearch.analyzers import (
     DEFAULT_TAGS,
     CharBigramAnalyzer,
-    LexicalIndex,
     MorphemeAnalyzer,
     WhitespaceAnalyzer,
     analyzer_from_config,
 )
+from kosearch.errors import ConfigError, IndexFormatError
+from kosearch.lexical import LexicalIndex
 
 # Hand-written cases: the query shares words with its document only up to particles, endings,
 # letter case or inflection. Together with KorQuAD (bench/lexical.py) they chose DEFAULT_TAGS.

@@ -14,11 +14,12 @@ from click.testing import CliRunner
 from fakes import SAMPLE_DOCS, HashEncoder
 
 import kosearch.sidecar
+from kosearch.analyzers import MorphemeAnalyzer, analyzer_from_config
 from kosearch.cli import cli
 from kosearch.errors import ConfigError
 from kosearch.index import Index
 from kosearch.kiwi import DEFAULT_DICTS, LEGACY_DICTS, KiwiLoader, check_dicts
-from kosearch.lexical import LexicalIndex, MorphemeAnalyzer, analyzer_from_config, read_analyzer
+from kosearch.lexical import LexicalIndex, read_analyzer
 from kosearch.preload import Preload
 from kosearch.sidecar import SidecarAnalysis
 from kosearch.types import Document
