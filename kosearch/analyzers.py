@@ -89,10 +89,9 @@ class MorphemeAnalyzer:
         self._tags = tag_set
         # Kiwi tags conjugating stems as e.g. "VV-R"/"VA-I"; match those without splitting strings.
         self._match = tag_set | {f"{t}-{s}" for t in tag_set for s in ("R", "I")}
-        self._kiwi: Any = kiwi  # an existing kiwipiepy.Kiwi to share (~300 MB each)
         self._loader = KiwiLoader(
             num_workers=-1 if num_workers is None else num_workers, dicts=dicts,
-            purpose="Korean lexical search",
+            purpose="Korean lexical search", kiwi=kiwi,  # an existing Kiwi (~300 MB) to share
         )
 
     @property
@@ -108,17 +107,11 @@ class MorphemeAnalyzer:
     @property
     def loaded(self) -> bool:
         """Whether Kiwi is loaded (a background load still running counts as not)."""
-        return self._kiwi is not None or self._loader.done
+        return self._loader.done
 
     def warm_up(self) -> None:
         """Start loading Kiwi in a background thread (~0.9 s), if it is not loaded yet."""
-        if self._kiwi is None:
-            self._loader.start()
-
-    def _kiwi_instance(self) -> Any:
-        if self._kiwi is None:
-            self._kiwi = self._loader.get()
-        return self._kiwi
+        self._loader.start()
 
     def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
         """Analyze many texts at once (Kiwi spreads a batch over its threads).
@@ -136,7 +129,7 @@ class MorphemeAnalyzer:
             [tok.form.lower() for tok in tokens if tok.tag in keep]
             # match_options=0: no URL/e-mail/hashtag/serial extraction, so "naver.com" or
             # "010-1234-5678" split into SL/SN parts that partial queries can match.
-            for tokens in self._kiwi_instance().tokenize(list(texts), match_options=0)
+            for tokens in self._loader.get().tokenize(list(texts), match_options=0)
         ]
 
     def config(self) -> dict[str, Any]:

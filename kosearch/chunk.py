@@ -148,21 +148,15 @@ class SentenceSplitter:
         if max_chars < 100:
             raise ConfigError(f"the splitter's max_chars must be at least 100, got {max_chars}")
         self._max_chars = max_chars
-        self._kiwi_instance = kiwi
-        self._loader = KiwiLoader(num_workers=num_workers, purpose="Korean sentence splitting")
+        self._loader = KiwiLoader(num_workers=num_workers, purpose="Korean sentence splitting",
+                                  kiwi=kiwi)
         self.chars_analyzed = 0  # characters Kiwi has been given (a cost figure for benchmarks)
 
     @property
     def kiwi(self) -> kiwipiepy.Kiwi:
         """The Kiwi analyzer (loaded on first use, with
         :data:`kosearch.kiwi.DEFAULT_DICTS` unless given), to share with the BM25 analyzer."""
-        return self._kiwi()
-
-    def _kiwi(self) -> kiwipiepy.Kiwi:
-        """The Kiwi analyzer, loaded on first use (about a second)."""
-        if self._kiwi_instance is None:
-            self._kiwi_instance = self._loader.get()
-        return self._kiwi_instance
+        return self._loader.get()
 
     def split(self, texts: Sequence[str]) -> list[list[Span]]:
         """Sentence spans of every text, in one batched (multi-threaded) Kiwi call.
@@ -184,7 +178,7 @@ class SentenceSplitter:
         if jobs:
             self.chars_analyzed += sum(len(piece) for _, _, piece in jobs)
             pieces = [piece for _, _, piece in jobs]
-            found = self._kiwi().split_into_sents(pieces, return_sub_sents=False)
+            found = self._loader.get().split_into_sents(pieces, return_sub_sents=False)
             for (i, offset, piece), sentences in zip(jobs, found, strict=True):
                 cuts[i].extend(offset + s.end for s in sentences)
                 cuts[i].append(offset + len(piece))

@@ -447,7 +447,7 @@ class Index:
         vectors = None
         if chosen == Mode.HYBRID and query_vectors is None:
             assert self.lexical is not None  # guaranteed by _resolve_mode
-            self.lexical.warm_up()  # Kiwi loads while the queries are encoded
+            self.lexical.warm_up()  # Kiwi loads beside the GIL-free parts of encoding
         if chosen != Mode.LEXICAL:
             vectors = self._query_vectors(queries, query_vectors)
         ranked = self._rank(

@@ -9,10 +9,10 @@ dictionaries and keep Kiwi's own defaults (:data:`LEGACY_DICTS`), because the te
 must come from the same analysis as the passages'.
 
 Kiwi's load ends with its first analysis (about 0.3 s to construct, 0.4 s more for the first
-call); :class:`KiwiLoader` does both.
-
-:class:`KiwiLoader` loads Kiwi on first use, or in a background thread from :meth:`~KiwiLoader.
-start` on (Kiwi's loader releases the GIL), so that a query can encode its text while Kiwi loads.
+call); :class:`KiwiLoader` does both, on first use or in a background thread from
+:meth:`~KiwiLoader.start` on. Kiwi holds the GIL for nearly all of that, so a thread only
+overlaps it with work that releases the GIL (an onnxruntime session, torch kernels); a one-shot
+query analyzes in a child process instead (:mod:`kosearch.sidecar`).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class KiwiLoader:
         num_workers: passed to ``Kiwi`` (its threads for batched calls).
         dicts: optional dictionaries to load besides the default one (see :data:`EXTRA_DICTS`).
         purpose: what needs Kiwi, for the error when kiwipiepy is missing.
+        kiwi: an existing ``kiwipiepy.Kiwi`` made with ``dicts``, to share instead of loading.
 
     Example:
         >>> loader = KiwiLoader(num_workers=1)
@@ -64,11 +65,14 @@ class KiwiLoader:
         num_workers: int | None = None,
         dicts: Collection[str] = DEFAULT_DICTS,
         purpose: str = "Korean text analysis",
+        kiwi: Any = None,
     ) -> None:
         self.num_workers = num_workers
         self.dicts = check_dicts(dicts)
         self._purpose = purpose
-        self._kiwi: Preload[Any] = Preload(self._load, name="kiwi")
+        self._kiwi: Preload[Any] = (
+            Preload(self._load, name="kiwi") if kiwi is None else Preload.of(kiwi, name="kiwi")
+        )
 
     def start(self) -> None:
         """Begin loading in a background thread, unless loading has begun or is done."""

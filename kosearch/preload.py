@@ -36,6 +36,13 @@ class Preload(Generic[T]):
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
 
+    @classmethod
+    def of(cls, value: T, *, name: str) -> Preload[T]:
+        """One whose value is already made."""
+        made: Preload[T] = cls(lambda: value, name=name)
+        made._value, made._done = value, True
+        return made
+
     @property
     def done(self) -> bool:
         """Whether the value has been made."""

@@ -121,7 +121,8 @@ def test_split_spans_cover_text_in_order(
 
 
 def test_splitter_can_share_a_kiwi_instance(splitter: SentenceSplitter) -> None:
-    shared = SentenceSplitter(kiwi=splitter._kiwi())
+    shared = SentenceSplitter(kiwi=splitter.kiwi)
+    assert shared.kiwi is splitter.kiwi
     text = '그는 "내일 비가 온다."라고 말했다. 정말일까? 첫 줄 마침표 없음\n둘째 줄'
     assert shared.split([text]) == splitter.split([text])
 

@@ -119,6 +119,9 @@ def test_kiwi_loader_shares_one_instance_between_start_and_get() -> None:
     kiwi = loader.get()
     assert loader.done and loader.get() is kiwi
     assert [t.form for t in kiwi.tokenize("서울에서")][0] == "서울"
+    shared = MorphemeAnalyzer(kiwi=kiwi)
+    assert shared.loaded and KiwiLoader(kiwi=kiwi).get() is kiwi
+    assert shared.tokenize(["서울에서"]) == [["서울"]]
 
 
 def test_a_missing_kiwipiepy_is_reported_by_get(monkeypatch: pytest.MonkeyPatch) -> None:
