@@ -62,7 +62,7 @@ class Clock:
 
 def timed_classes() -> tuple[type, type]:
     """A splitter and a counter that time their batch calls."""
-    from kosearch.chunk import SentenceSplitter, TokenCounter
+    from kosearch.ingest.chunk import SentenceSplitter, TokenCounter
 
     class TimedSplitter(SentenceSplitter):
         clock = Clock()
@@ -98,7 +98,8 @@ def percentiles(values: list[int]) -> str:
 
 
 def run_budget(args: argparse.Namespace, docs: list, budget: int) -> None:
-    from kosearch.chunk import Chunker, ChunkSettings
+    from kosearch.ingest.chunk import Chunker
+    from kosearch.settings import ChunkSettings
 
     splitter_cls, counter_cls = timed_classes()
     splitter = splitter_cls(num_workers=args.workers)
@@ -143,7 +144,7 @@ def run_budget(args: argparse.Namespace, docs: list, budget: int) -> None:
 
 
 def run_full_kiwi(args: argparse.Namespace, docs: list) -> None:
-    from kosearch.chunk import SentenceSplitter
+    from kosearch.ingest.chunk import SentenceSplitter
 
     splitter = SentenceSplitter(num_workers=args.workers)
     splitter.split(["Kiwi를 미리 불러 둔다."])
@@ -156,7 +157,8 @@ def run_full_kiwi(args: argparse.Namespace, docs: list) -> None:
 
 
 def run_giant(args: argparse.Namespace) -> None:
-    from kosearch.chunk import Chunker, ChunkSettings, SentenceSplitter, TokenCounter
+    from kosearch.ingest.chunk import Chunker, SentenceSplitter, TokenCounter
+    from kosearch.settings import ChunkSettings
     from kosearch.types import Document
 
     words = ["대한민국", "정부는", "오늘", "새로운", "정책을", "경제", "성장률", "전망", "학교에서"]

@@ -31,14 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from kosearch.analyzers import (
+from kosearch.lexical.analyzers import (
     KIWI_TAGS,
     Analyzer,
     CharBigramAnalyzer,
     MorphemeAnalyzer,
     WhitespaceAnalyzer,
 )
-from kosearch.lexical import LexicalIndex
+from kosearch.lexical.bm25 import LexicalIndex
 
 NOUNS = frozenset("NNG NNP NNB NR NP".split())
 STEMS = NOUNS | {"VV", "VA"}

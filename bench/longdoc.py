@@ -17,9 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from kosearch.chunk import Chunker, ChunkSettings, SentenceSplitter, TokenCounter
-from kosearch.encoder import SentenceTransformerEncoder
+from kosearch.encoding.encoder import SentenceTransformerEncoder
 from kosearch.index import Index
+from kosearch.ingest.chunk import Chunker, SentenceSplitter, TokenCounter
+from kosearch.settings import ChunkSettings
 from kosearch.types import Document
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ko_open_docs" / "corpus.jsonl"

@@ -118,7 +118,8 @@ def child(corpus: str, out: str, lexical: bool) -> None:
         import pyarrow.parquet  # noqa: F401
         import tokenizers  # noqa: F401
 
-        from kosearch import assemble, indexer
+        from kosearch.build import run as indexer
+        from kosearch.build import write as assemble
         from kosearch.index import Index
 
         if lexical:

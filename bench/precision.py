@@ -87,7 +87,7 @@ class Mode:
                 texts, prompt=PROMPT, batch_size=32, convert_to_numpy=True
             )
         elif name.split("-")[0] in ("fp32", "bf16", "int8", "auto"):
-            from kosearch.encoder import SentenceTransformerEncoder
+            from kosearch.encoding.encoder import SentenceTransformerEncoder
 
             precision, _, procs = name.partition("-")  # e.g. bf16-2proc: 2 worker processes
             encoder = SentenceTransformerEncoder(
@@ -110,9 +110,9 @@ class Mode:
     def _onnx(name: str, threads: int, workdir: Path) -> Any:
         import shutil
 
-        from kosearch.encoder import SentenceTransformerEncoder
-        from kosearch.onnxexport import ensure_export
-        from kosearch.onnxquery import MODEL_FILE, OnnxQueryEncoder, read_export
+        from kosearch.encoding.encoder import SentenceTransformerEncoder
+        from kosearch.encoding.onnx_export import ensure_export
+        from kosearch.encoding.onnx_runtime import MODEL_FILE, OnnxQueryEncoder, read_export
 
         directory = ensure_export(SentenceTransformerEncoder(str(MODEL), device="cpu"),
                                   root=workdir / "onnx")

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kosearch.encoder import SentenceTransformerEncoder
-from kosearch.evalsets import load_beir
-from kosearch.evaluate import mrr_at_k, ndcg_at_k, recall_at_k
+from kosearch.encoding.encoder import SentenceTransformerEncoder
+from kosearch.eval.datasets import load_beir
+from kosearch.eval.metrics import mrr_at_k, ndcg_at_k, recall_at_k
 from kosearch.index import Index
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

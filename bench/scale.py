@@ -10,7 +10,7 @@ Datasets (cached under --work, built once):
              fake encoder (hashed character 1-3-grams, seeded Gaussian projection to 384-d);
              queries are 10-character prefixes of held-back reviews.
 
-For each dataset and type one subprocess builds the index (train + add with kosearch.ann's
+For each dataset and type one subprocess builds the index (train + add with kosearch.storage.ann's
 plan) and writes it; a second, fresh one reads it and runs single-query searches, so its peak
 RSS (VmHWM, minus that of a process that only imported faiss) is what serving costs. Exact
 top-10 comes from an IndexFlat over the same vectors. `auto` is reported as the type it picks.
@@ -142,7 +142,7 @@ def step_build(args: argparse.Namespace) -> dict[str, Any]:
     """Plan, train, add and write one index; return the timings."""
     import faiss
 
-    from kosearch.ann import build_store, plan_index
+    from kosearch.storage.ann import build_store, plan_index
 
     faiss.omp_set_num_threads(args.threads)
     xb = np.load(args.data, mmap_mode="r")[: args.n]
@@ -158,8 +158,8 @@ def step_query(args: argparse.Namespace) -> dict[str, Any]:
     """Read one index (``--mmap`` to map it) and time single-query searches."""
     import faiss
 
-    from kosearch.ann import knn_recall
-    from kosearch.store import VectorStore
+    from kosearch.storage.ann import knn_recall
+    from kosearch.storage.store import VectorStore
 
     faiss.omp_set_num_threads(args.query_threads)
     queries = np.load(args.qfile)
@@ -199,7 +199,7 @@ def step_baseline(args: argparse.Namespace) -> dict[str, Any]:
     """Peak RSS of a process that imports what the query step imports, and nothing else."""
     import faiss  # noqa: F401
 
-    from kosearch.store import VectorStore  # noqa: F401
+    from kosearch.storage.store import VectorStore  # noqa: F401
 
     return {"hwm_kib": hwm_kib()}
 
@@ -231,7 +231,7 @@ def run_dataset(
     work: Path,
 ) -> list[dict[str, Any]]:
     """Every requested type on the first ``n`` vectors of ``data``; one result row per setting."""
-    from kosearch.ann import plan_index
+    from kosearch.storage.ann import plan_index
 
     truth = work / f"truth-{name}-{data.stem}-{n}-q{args.queries}.npy"
     if not truth.exists():

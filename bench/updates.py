@@ -175,7 +175,7 @@ def workload(
 
 def real_rate(model: Path, texts: list[str], batch_size: int) -> dict[str, float]:
     """Passages per second of the real model on ``texts`` (after a warm-up), and its load time."""
-    from kosearch.encoder import SentenceTransformerEncoder
+    from kosearch.encoding.encoder import SentenceTransformerEncoder
 
     start = time.perf_counter()
     encoder = SentenceTransformerEncoder(str(model), device="cpu", batch_size=batch_size)

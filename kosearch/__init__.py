@@ -9,8 +9,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
+from kosearch._version import __version__  # noqa: E402
 from kosearch.errors import (  # noqa: E402
     ConfigError,
     CorpusError,

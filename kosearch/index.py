@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
-from kosearch import retrieval
-from kosearch.assemble import EMBEDDINGS_FILE
-from kosearch.atomic import atomic_directory
+from kosearch.build.checkpoint import Checkpoint, checkpoint_path
+from kosearch.build.run import Run, RunMode
+from kosearch.build.write import EMBEDDINGS_FILE
 from kosearch.errors import (
     ConfigError,
     IndexFormatError,
@@ -32,19 +32,20 @@ from kosearch.errors import (
     KosearchError,
     ModelMismatchError,
 )
-from kosearch.indexer import IndexSettings, Run, RunMode, UpdateReport
-from kosearch.manifest import LEXICAL_DIR, MANIFEST_FILE, Manifest, read_manifest
-from kosearch.preload import Preload
-from kosearch.retrieval import Candidate, Fusion, Mode
-from kosearch.store import PassageTable, VectorStore
-from kosearch.types import Document, Hit
-from kosearch.workdir import WorkDir, work_path
+from kosearch.lazy import Lazy
+from kosearch.retrieval import candidates as retrieval
+from kosearch.retrieval.candidates import Candidate
+from kosearch.settings import Fusion, IndexSettings
+from kosearch.storage.atomic import atomic_directory
+from kosearch.storage.manifest import LEXICAL_DIR, MANIFEST_FILE, Manifest, read_manifest
+from kosearch.storage.store import PassageTable, VectorStore
+from kosearch.types import Document, Hit, Mode, UpdateReport
 
 if TYPE_CHECKING:
-    from kosearch.encoder import Encoder
-    from kosearch.lexical import LexicalIndex
-    from kosearch.rerank import Reranker
-    from kosearch.sidecar import SidecarAnalysis
+    from kosearch.encoding.encoder import Encoder
+    from kosearch.encoding.rerank import Reranker
+    from kosearch.lexical.bm25 import LexicalIndex
+    from kosearch.lexical.child_analysis import ChildAnalysis
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class Index:
         self.path = path
         self._encoder = encoder
         # A function of values, not a bound method: no reference cycle keeps an Index alive.
-        self._query_encoder: Preload[Encoder] = Preload(
+        self._query_encoder: Lazy[Encoder] = Lazy(
             functools.partial(_load_query_encoder, manifest, query_backend, device),
             name="query-encoder",
         )
@@ -121,7 +122,7 @@ class Index:
             progress: show progress bars on stderr.
             stdin: the stream read for ``"-"`` (default ``sys.stdin``).
             restart: discard the checkpoint of an interrupted build instead of resuming it.
-            **options: fields of :class:`~kosearch.indexer.IndexSettings` (model, metric,
+            **options: fields of :class:`~kosearch.build.run.IndexSettings` (model, metric,
                 batch_size, fields, strict, chunking, lexical, device, query_prompt,
                 passage_prompt, index_type).
 
@@ -158,7 +159,7 @@ class Index:
         The query encoder is the index's own model, loaded on first use, unless ``encoder``
         (an object) or ``model`` (an id or path) is given; either must match the index's model.
         ``query_backend="auto"`` encodes queries with onnxruntime on a cached ONNX export of
-        the model (no torch import; see :mod:`kosearch.onnxquery`), making it on first use.
+        the model (no torch import; see :mod:`kosearch.encoding.onnx_runtime`), making it on first use.
 
         Raises:
             IndexNotFoundError: no index at ``path``.
@@ -188,7 +189,7 @@ class Index:
 
     def save(self, path: str | os.PathLike[str] | None = None) -> Path:
         """Write the index to ``path`` (default: where it was loaded from), atomically."""
-        from kosearch.manifest import write_manifest
+        from kosearch.storage.manifest import write_manifest
 
         target = Path(path) if path is not None else self.path
         if target is None:
@@ -289,7 +290,7 @@ class Index:
         exclusive: bool = False,
         **options: Any,
     ) -> UpdateReport:
-        from kosearch.assemble import Base
+        from kosearch.build.write import Base
 
         with self._write_lock, (self._lock if exclusive else contextlib.nullcontext()):
             settings = _update_settings(self.manifest, options)
@@ -330,7 +331,7 @@ class Index:
         mode: Mode | str | None = None,
         queries: Sequence[str] | None = None,
         *,
-        analysis: SidecarAnalysis | None = None,
+        analysis: ChildAnalysis | None = None,
     ) -> None:
         """Start loading what searches in ``mode`` need, in the background; return at once.
 
@@ -340,7 +341,7 @@ class Index:
         in hybrid mode given the ``queries`` about to be searched: a child process on another
         core then analyzes them (Kiwi holds the GIL while it loads, so a thread would stall
         the encoder's load), and this process never loads Kiwi. ``analysis`` is such a child
-        already started (:meth:`kosearch.sidecar.SidecarAnalysis.for_index`).
+        already started (:meth:`kosearch.lexical.child_analysis.ChildAnalysis.for_index`).
 
         Example:
             >>> index = Index.load("my-index", query_backend="auto")  # doctest: +SKIP
@@ -351,9 +352,9 @@ class Index:
         if chosen != Mode.DENSE and self.lexical is not None:
             if (analysis is None and queries is not None and chosen == Mode.HYBRID
                     and self.path is not None and self._encoder is None):
-                from kosearch.sidecar import SidecarAnalysis
+                from kosearch.lexical.child_analysis import ChildAnalysis
 
-                analysis = SidecarAnalysis.for_index(self.path, queries)
+                analysis = ChildAnalysis.for_index(self.path, queries)
             self.lexical.warm_up(analysis)
         if chosen != Mode.LEXICAL and self._encoder is None:
             self._query_encoder.start()
@@ -473,7 +474,7 @@ class Index:
         if rerank is None or not isinstance(rerank, str):
             return rerank
         if rerank not in self._rerankers:
-            from kosearch.rerank import CrossEncoderReranker
+            from kosearch.encoding.rerank import CrossEncoderReranker
 
             self._rerankers[rerank] = CrossEncoderReranker(rerank, device=self._device)
         return self._rerankers[rerank]
@@ -522,7 +523,7 @@ class Index:
             depth = min(total, depth * 4)
 
     def _rerank(self, reranker: Reranker, query: str, pool: list[Candidate]) -> list[Candidate]:
-        from kosearch.rerank import rerank
+        from kosearch.encoding.rerank import rerank
 
         records = self.passages.rows([c.row for c in pool])
         texts = [f"{r['title']}\n{r['text']}" if r["title"] else r["text"] for r in records]
@@ -599,8 +600,8 @@ def _load_encoder(
     query_prompt: str | None = None,
     passage_prompt: str | None = None,
 ) -> Encoder:
-    from kosearch.encoder import SentenceTransformerEncoder
-    from kosearch.models import DEFAULT_MODEL
+    from kosearch.encoding.encoder import SentenceTransformerEncoder
+    from kosearch.encoding.registry import DEFAULT_MODEL
 
     if settings is not None:
         device = settings.device
@@ -619,7 +620,7 @@ def _load_encoder(
 
 def _load_query_encoder(manifest: Manifest, backend: str, device: str | None) -> Encoder:
     """The query encoder of an index with ``manifest`` (see :attr:`Index.encoder`)."""
-    from kosearch.onnxquery import load_query_encoder
+    from kosearch.encoding.onnx_runtime import load_query_encoder
 
     info = manifest.model
     encoder: Encoder = load_query_encoder(info, backend, device, lambda: (
@@ -694,7 +695,7 @@ def _build_run(
     corpus: Any, encoder: Encoder | None, progress: bool, stdin: TextIO | None,
     options: dict[str, Any],
 ) -> Run:
-    from kosearch.ann import plan_index
+    from kosearch.storage.ann import plan_index
 
     settings = IndexSettings(**options)
     settings.validated_metric()
@@ -719,7 +720,7 @@ def _read_parts(directory: Path, manifest: Manifest, *, mmap: bool) -> tuple[Any
     passages = PassageTable.read(directory)
     lexical = None
     if manifest.lexical is not None:
-        from kosearch.lexical import LexicalIndex
+        from kosearch.lexical.bm25 import LexicalIndex
 
         lexical = LexicalIndex.load(directory / LEXICAL_DIR)
     _check_counts(directory, manifest, store, passages, lexical)
@@ -760,8 +761,7 @@ _UPDATE_OPTIONS = ("fields", "strict", "batch_size", "device", "index_type", "pr
 
 def _update_settings(manifest: Manifest, options: dict[str, Any]) -> IndexSettings:
     """The settings of an update: the index's own, plus the few an update may change."""
-    from kosearch.chunk import ChunkSettings
-    from kosearch.corpus import Fields
+    from kosearch.settings import ChunkSettings, Fields
 
     fixed = sorted(set(options) - set(_UPDATE_OPTIONS))
     if fixed:
@@ -791,7 +791,7 @@ def _execute(run: Run, target: Path | None, *, restart: bool) -> tuple[Index | N
         with tempfile.TemporaryDirectory(prefix="kosearch-") as tmp:
             out = Path(tmp) / "index"
             out.mkdir()
-            _, report = run.execute(out, WorkDir.open(Path(tmp) / "work", {}, restart=True))
+            _, report = run.execute(out, Checkpoint.open(Path(tmp) / "work", {}, restart=True))
             index = Index.load(out, mmap=False)
         index.path = None
         return index, report
@@ -799,9 +799,9 @@ def _execute(run: Run, target: Path | None, *, restart: bool) -> tuple[Index | N
     with contextlib.ExitStack() as stack:
         if key is None:  # stdin or Python objects: nothing to recognise a rerun by
             scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kosearch-")))
-            work = WorkDir.open(scratch / "work", {}, restart=True)
+            work = Checkpoint.open(scratch / "work", {}, restart=True)
         else:
-            work = WorkDir.open(work_path(target), key, restart=restart)
+            work = Checkpoint.open(checkpoint_path(target), key, restart=restart)
         try:
             with atomic_directory(target, marker=MANIFEST_FILE) as tmp:
                 _, report = run.execute(tmp, work)

@@ -1,11 +1,17 @@
-"""Value types shared by every layer: documents in, passages in between, hits out."""
+"""Value types shared by every layer: documents in, passages in between, hits out.
+
+Also the fixed value lists (metrics, search modes, fusion methods, index types, precisions, hit
+and report fields), defined once here and imported by the CLI, the server and the integrations.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
+
+from kosearch.errors import ConfigError
 
 
 class Metric(str, Enum):
@@ -90,3 +96,67 @@ class Hit:
             "end": self.end,
             "scores": dict(self.scores),
         }
+
+
+class Mode(str, Enum):
+    """Which retrievers answer a query."""
+
+    HYBRID = "hybrid"
+    DENSE = "dense"
+    LEXICAL = "lexical"
+
+
+
+def parse_mode(mode: Mode | str) -> Mode:
+    """Turn a string into a :class:`Mode`, with a clear error listing the valid ones."""
+    try:
+        return Mode(mode)
+    except ValueError:
+        valid = ", ".join(m.value for m in Mode)
+        raise ConfigError(f"unknown search mode {mode!r}; choose one of: {valid}") from None
+
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateReport:
+    """What an index or update run did.
+
+    Attributes:
+        added: Documents new to the index.
+        updated: Documents whose title or text changed (re-encoded).
+        unchanged: Documents found identical (not re-encoded; metadata refreshed).
+        deleted: Documents removed (``--sync``, :meth:`Index.delete`).
+        unknown: Ids asked to be deleted that the index does not hold.
+        skipped_empty: Documents skipped for an empty text.
+        encoded: Passages encoded by this run (resumed runs count only what they encoded).
+        resumed: Passages whose vectors came from an interrupted earlier run.
+    """
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    unknown: tuple[str, ...] = ()
+    skipped_empty: int = 0
+    encoded: int = 0
+    resumed: int = 0
+
+    def summary(self) -> str:
+        """One line for people, e.g. ``3 added, 1 updated, 0 deleted, 96 unchanged``."""
+        text = (f"{self.added} added, {self.updated} updated, {self.deleted} deleted, "
+                f"{self.unchanged} unchanged")
+        if self.unknown:
+            text += f", {len(self.unknown)} unknown id(s) ignored"
+        return text
+
+
+
+METRICS: tuple[str, ...] = tuple(m.value for m in Metric)
+MODES: tuple[str, ...] = tuple(m.value for m in Mode)
+FUSION_METHODS: tuple[str, ...] = ("convex", "rrf")
+INDEX_TYPES: tuple[str, ...] = ("auto", "flat", "hnsw", "ivf-flat", "ivf-pq", "ivf-sq8")
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16", "int8")
+HIT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Hit))
+"""The keys of :meth:`Hit.to_dict`, in order."""
+REPORT_FIELDS: tuple[str, ...] = ("added", "updated", "unchanged", "deleted", "unknown")
+"""What an update reports to a person or an HTTP client (the counts of :class:`UpdateReport`)."""

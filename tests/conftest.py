@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from tinymodels import build_tiny_bert, build_tiny_cross_encoder, build_tiny_xlmr
 
 

@@ -9,7 +9,8 @@ import faiss
 import numpy as np
 import pytest
 
-from kosearch.ann import (
+from kosearch.errors import ConfigError
+from kosearch.storage.ann import (
     AUTO_EXACT_MAX,
     INDEX_TYPES,
     IndexPlan,
@@ -17,8 +18,7 @@ from kosearch.ann import (
     knn_recall,
     plan_index,
 )
-from kosearch.errors import ConfigError
-from kosearch.store import VectorStore
+from kosearch.storage.store import VectorStore
 
 TYPES = [t for t in INDEX_TYPES if t != "auto"]
 IVF = ["ivf-flat", "ivf-pq", "ivf-sq8"]

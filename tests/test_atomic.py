@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from kosearch import atomic
-from kosearch.atomic import atomic_directory, clean_stale_temporaries, fsync_tree
 from kosearch.errors import ConfigError
+from kosearch.storage import atomic
+from kosearch.storage.atomic import atomic_directory, clean_stale_temporaries, fsync_tree
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -185,7 +185,7 @@ WRITER = """
 import sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[3])
-from kosearch import atomic
+from kosearch.storage import atomic
 if sys.argv[2] == "fallback":
     def refuse(a, b):
         raise OSError(38, "disabled for the test")

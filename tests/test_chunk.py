@@ -1,4 +1,4 @@
-"""Sentence splitting and token-budget packing (kosearch.chunk) with the real me5 tokenizer."""
+"""Sentence splitting and token-budget packing (kosearch.ingest.chunk) with the real me5 tokenizer."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from kosearch.chunk import Chunker, ChunkSettings, ChunkStats, SentenceSplitter, TokenCounter
 from kosearch.errors import ConfigError
+from kosearch.ingest.chunk import Chunker, ChunkStats, SentenceSplitter, TokenCounter
+from kosearch.settings import ChunkSettings
 from kosearch.types import Document, Passage
 
 TOKENIZER = Path("/work/shared/models/me5-small-ko/tokenizer.json")

@@ -1,4 +1,4 @@
-"""Tests for kosearch.corpus: formats, field mapping, error locations, streaming, digests."""
+"""Tests for kosearch.ingest.corpus: formats, field mapping, error locations, streaming, digests."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from kosearch.corpus import CorpusReader, Fields, detect_format
 from kosearch.errors import CorpusError
+from kosearch.ingest.corpus import CorpusReader, detect_format
+from kosearch.settings import Fields
 from kosearch.types import Document
 
 KORQUAD = Path("/work/shared/data/korquad_v1_retrieval_dev/corpus.jsonl")

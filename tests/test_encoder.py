@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from tinymodels import build_tiny_bert, build_tiny_xlmr, korean_sentences
 
-import kosearch.hub as hub_module
-from kosearch import encoder as encoder_module
-from kosearch.encoder import SentenceTransformerEncoder, select_device
+import kosearch.encoding.loading as hub_module
+from kosearch.encoding import encoder as encoder_module
+from kosearch.encoding.encoder import SentenceTransformerEncoder, select_device
+from kosearch.encoding.registry import ModelSpec
 from kosearch.errors import ConfigError, ModelLoadError
-from kosearch.models import ModelSpec
 
 pytestmark = pytest.mark.st
 

@@ -1,4 +1,4 @@
-"""Tests for kosearch.evaluate: loaders, ranking metrics, STS correlations and run files."""
+"""Tests for kosearch.eval.metrics: loaders, ranking metrics, STS correlations and run files."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 import pytrec_eval
 
 from kosearch.errors import DatasetError
-from kosearch.evaluate import (
+from kosearch.eval.metrics import (
     BeirDataset,
     StsPairs,
     dedupe_ranking,
@@ -579,7 +579,7 @@ def test_write_run_unwritable_destination(tmp_path: Path) -> None:
 
 def test_import_is_light() -> None:
     code = (
-        "import sys, kosearch.evaluate\n"
+        "import sys, kosearch.eval.metrics\n"
         "names = ('torch', 'sentence_transformers', 'scipy', 'scipy.stats')\n"
         "heavy = [m for m in names if m in sys.modules]\n"
         "print(heavy)"

@@ -13,11 +13,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from kosearch import precision as precision_module
 from kosearch.cli import cli
-from kosearch.errors import ConfigError
-from kosearch.manifest import MANIFEST_FILE, read_manifest
-from kosearch.onnxquery import (
+from kosearch.encoding import precision as precision_module
+from kosearch.encoding.onnx_runtime import (
     DATA_FILE,
     MODEL_FILE,
     OnnxCacheError,
@@ -25,8 +23,10 @@ from kosearch.onnxquery import (
     export_dir,
     read_export,
 )
-from kosearch.pool import auto_processes, worker_devices
-from kosearch.precision import resolve_precision
+from kosearch.encoding.precision import resolve_precision
+from kosearch.encoding.workers import auto_processes, worker_devices
+from kosearch.errors import ConfigError
+from kosearch.storage.manifest import MANIFEST_FILE, read_manifest
 
 TEXTS = [
     "오늘 서울은 맑다.",
@@ -91,7 +91,7 @@ def test_auto_processes_pays_only_for_large_corpora_on_big_machines() -> None:
 
 @pytest.mark.st
 def test_precisions_keep_the_fingerprint_and_the_vectors(tiny_bert_dir: Path) -> None:
-    from kosearch.encoder import SentenceTransformerEncoder
+    from kosearch.encoding.encoder import SentenceTransformerEncoder
 
     fp32 = SentenceTransformerEncoder(str(tiny_bert_dir), device="cpu")
     reference = fp32.encode_passages(TEXTS)
@@ -109,7 +109,7 @@ def test_precisions_keep_the_fingerprint_and_the_vectors(tiny_bert_dir: Path) ->
 
 @pytest.mark.st
 def test_two_worker_processes_give_the_same_vectors(tiny_bert_dir: Path) -> None:
-    from kosearch.encoder import SentenceTransformerEncoder
+    from kosearch.encoding.encoder import SentenceTransformerEncoder
 
     texts = [f"{t} {i}" for i in range(20) for t in TEXTS[:2]]
     single = SentenceTransformerEncoder(str(tiny_bert_dir), device="cpu", batch_size=4,
@@ -151,8 +151,8 @@ def test_manifest_records_the_precision(tmp_path: Path, tiny_xlmr_dir: Path) -> 
 @pytest.mark.parametrize("fixture", ["tiny_bert_dir", "tiny_xlmr_dir"])
 def test_onnx_queries_match_torch(request: pytest.FixtureRequest, tmp_path: Path,
                                   fixture: str) -> None:
-    from kosearch.encoder import SentenceTransformerEncoder
-    from kosearch.onnxexport import ensure_export
+    from kosearch.encoding.encoder import SentenceTransformerEncoder
+    from kosearch.encoding.onnx_export import ensure_export
 
     encoder = SentenceTransformerEncoder(str(request.getfixturevalue(fixture)), device="cpu")
     directory = ensure_export(encoder, root=tmp_path)
@@ -170,8 +170,8 @@ def test_onnx_queries_match_torch(request: pytest.FixtureRequest, tmp_path: Path
 @pytest.mark.st
 def test_an_export_replaces_the_older_formats_of_its_model(tmp_path: Path,
                                                            tiny_bert_dir: Path) -> None:
-    from kosearch.encoder import SentenceTransformerEncoder
-    from kosearch.onnxexport import ensure_export
+    from kosearch.encoding.encoder import SentenceTransformerEncoder
+    from kosearch.encoding.onnx_export import ensure_export
 
     encoder = SentenceTransformerEncoder(str(tiny_bert_dir), device="cpu")
     target = export_dir(encoder.fingerprint, encoder.max_tokens, tmp_path)
@@ -187,8 +187,8 @@ def test_an_export_replaces_the_older_formats_of_its_model(tmp_path: Path,
 
 @pytest.mark.st
 def test_a_broken_export_is_reported_then_rebuilt(tmp_path: Path, tiny_bert_dir: Path) -> None:
-    from kosearch.encoder import SentenceTransformerEncoder
-    from kosearch.onnxexport import ensure_export
+    from kosearch.encoding.encoder import SentenceTransformerEncoder
+    from kosearch.encoding.onnx_export import ensure_export
 
     encoder = SentenceTransformerEncoder(str(tiny_bert_dir), device="cpu")
     directory = ensure_export(encoder, root=tmp_path)
@@ -254,9 +254,9 @@ def test_query_imports_no_torch_and_ranks_like_torch(cli_index: Path) -> None:
 def test_query_without_onnxruntime_falls_back_with_a_notice(
     cli_index: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import kosearch.onnxquery
+    import kosearch.encoding.onnx_runtime
 
-    monkeypatch.setattr(kosearch.onnxquery, "onnxruntime_available", lambda: False)
+    monkeypatch.setattr(kosearch.encoding.onnx_runtime, "onnxruntime_available", lambda: False)
     result = CliRunner().invoke(cli, ["query", "서울", "-i", str(cli_index), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["hits"]
@@ -283,8 +283,8 @@ def test_first_query_exports_when_the_cache_is_missing(
 
 @pytest.mark.realmodel
 def test_real_model_onnx_and_bf16_agree_with_fp32(real_model_dir: Path, tmp_path: Path) -> None:
-    from kosearch.encoder import SentenceTransformerEncoder
-    from kosearch.onnxexport import ensure_export
+    from kosearch.encoding.encoder import SentenceTransformerEncoder
+    from kosearch.encoding.onnx_export import ensure_export
 
     encoder = SentenceTransformerEncoder(str(real_model_dir), device="cpu")
     onnx = OnnxQueryEncoder(ensure_export(encoder, root=tmp_path), name=encoder.name,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kosearch.fusion import convex, rrf
+from kosearch.retrieval.fusion import convex, rrf
 
 
 def _approx(result: list[tuple[object, float]]) -> list[tuple[object, object]]:

@@ -20,8 +20,8 @@ from kosearch import (
     IndexNotFoundError,
     ModelMismatchError,
 )
-from kosearch.chunk import ChunkSettings
 from kosearch.index import Index
+from kosearch.settings import ChunkSettings
 
 DOCS = SAMPLE_DOCS
 
@@ -289,7 +289,7 @@ def test_rerank_top_must_be_positive(built: Index) -> None:
 
 
 def test_fusion_methods_and_weights(built: Index) -> None:
-    from kosearch.retrieval import Fusion
+    from kosearch.settings import Fusion
 
     query = "제주도 한라산"
     dense_only = built.search(query, k=6, fusion=Fusion(dense_weight=1.0))

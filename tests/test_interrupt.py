@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from tinymodels import korean_sentences
 
 from kosearch.index import Index
-from tinymodels import korean_sentences
 
 pytestmark = pytest.mark.st
 

@@ -14,15 +14,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kosearch.analyzers import (
+from kosearch.errors import ConfigError, IndexFormatError
+from kosearch.lexical.analyzers import (
     DEFAULT_TAGS,
     CharBigramAnalyzer,
     MorphemeAnalyzer,
     WhitespaceAnalyzer,
     analyzer_from_config,
 )
-from kosearch.errors import ConfigError, IndexFormatError
-from kosearch.lexical import LexicalIndex
+from kosearch.lexical.bm25 import LexicalIndex
 
 # Hand-written cases: the query shares words with its document only up to particles, endings,
 # letter case or inflection. Together with KorQuAD (bench/lexical.py) they chose DEFAULT_TAGS.
@@ -117,7 +117,7 @@ def test_analyzer_config_round_trip() -> None:
 
 def test_importing_lexical_is_cheap() -> None:
     code = (
-        "import sys, kosearch.lexical; "
+        "import sys, kosearch.lexical.bm25; "
         "print(any(m in sys.modules for m in ('kiwipiepy', 'bm25s')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

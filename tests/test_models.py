@@ -9,7 +9,7 @@ from types import MappingProxyType
 
 import pytest
 
-from kosearch.models import DEFAULT_MODEL, REGISTRY, ModelSpec, lookup
+from kosearch.encoding.registry import DEFAULT_MODEL, REGISTRY, ModelSpec, lookup
 
 E5_FAMILY = [
     "dragonkue/multilingual-e5-small-ko",
@@ -111,7 +111,7 @@ def test_models_module_imports_nothing_heavy() -> None:
     import subprocess
 
     code = (
-        "import sys, kosearch.models; "
+        "import sys, kosearch.encoding.registry; "
         "print(sorted(m for m in ('torch', 'sentence_transformers', 'transformers') "
         "if m in sys.modules))"
     )

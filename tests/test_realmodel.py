@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kosearch.evaluate import evaluate_run, load_beir
+from kosearch.eval.metrics import evaluate_run, load_beir
 from kosearch.index import Index
 
 pytestmark = [pytest.mark.st, pytest.mark.realmodel]

@@ -12,9 +12,9 @@ import pytest
 from numpy.typing import NDArray
 from tinymodels import build_tiny_cross_encoder
 
-import kosearch.hub as hub_module
+import kosearch.encoding.loading as hub_module
+from kosearch.encoding.rerank import CrossEncoderReranker, Reranker, rerank
 from kosearch.errors import ConfigError, ModelLoadError
-from kosearch.rerank import CrossEncoderReranker, Reranker, rerank
 
 pytestmark = pytest.mark.st
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from kosearch.errors import ConfigError, CorpusError, IndexFormatError
-from kosearch.store import PASSAGES_FILE, VECTORS_FILE, PassageTable, VectorStore
+from kosearch.storage.store import PASSAGES_FILE, VECTORS_FILE, PassageTable, VectorStore
 from kosearch.types import Metric, Passage
 
 METRICS = ["cosine", "ip", "l2"]

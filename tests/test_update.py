@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from fakes import HashEncoder
 
-from kosearch import indexer
+from kosearch.build import run as indexer
+from kosearch.build.checkpoint import checkpoint_path
 from kosearch.errors import ConfigError, CorpusError
 from kosearch.index import Index
-from kosearch.store import VectorStore
+from kosearch.storage.store import VectorStore
 from kosearch.types import Document
-from kosearch.workdir import work_path
 
 TOPICS = [
     "서울 한강 공원에서 자전거를 탔다", "부산 해운대 바다는 여름에 붐빈다",
@@ -135,7 +135,7 @@ def test_add_refuses_existing_ids_and_leaves_the_index(built: tuple[Index, HashE
     with pytest.raises(CorpusError, match="'d3' is already in the index"):
         index.add(docs([20, 3]))
     assert (index.path / "manifest.json").read_bytes() == before
-    assert not work_path(index.path).exists()
+    assert not checkpoint_path(index.path).exists()
     report = index.add(docs([20]))
     assert report.added == 1 and "d20" in index.passages.doc_ids()
 
@@ -202,13 +202,13 @@ def test_an_interrupted_build_resumes_where_it_stopped(
     with pytest.raises(KeyboardInterrupt):
         Index.build(corpus, target, encoder=Interrupting(after=3))
     assert not target.exists()
-    state = json.loads((work_path(target) / "state.json").read_text())
+    state = json.loads((checkpoint_path(target) / "state.json").read_text())
     assert state["encoded"] == 12 and state["chunked"]["passages"] == 20
     encoder = HashEncoder()
     index = Index.build(corpus, target, encoder=encoder)
     assert len(encoder.encoded) == 8  # only the rest
     assert index.last_report is not None and index.last_report.resumed == 12
-    assert not work_path(target).exists()
+    assert not checkpoint_path(target).exists()
     rows_consistent(index, encoder)
     fresh = Index.build(corpus, encoder=HashEncoder())
     assert np.array_equal(index.store.reconstruct(range(20)), fresh.store.reconstruct(range(20)))
@@ -222,7 +222,7 @@ def test_resuming_with_other_settings_is_refused_until_restart(
     target = tmp_path / "idx"
     with pytest.raises(KeyboardInterrupt):
         Index.build(corpus, target, encoder=Interrupting(after=1))
-    from kosearch.chunk import ChunkSettings
+    from kosearch.settings import ChunkSettings
 
     with pytest.raises(ConfigError, match=r"differ in: chunking.*--restart"):
         Index.build(corpus, target, encoder=HashEncoder(), chunking=ChunkSettings(overlap=8))

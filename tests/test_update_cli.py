@@ -113,7 +113,7 @@ def test_changing_the_index_type_reuses_the_vectors(built: tuple[CliRunner, Path
 
 
 def test_cli_index_types_match_the_library() -> None:
-    from kosearch.ann import INDEX_TYPES as LIBRARY
+    from kosearch.storage.ann import INDEX_TYPES as LIBRARY
 
     assert list(LIBRARY) == INDEX_TYPES
 

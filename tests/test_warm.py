@@ -1,4 +1,4 @@
-"""The one-shot query path: lighter Kiwi, background loads, the analysis sidecar, no pandas."""
+"""The one-shot query path: lighter Kiwi, background loads, the analysis child, no pandas."""
 
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ import pytest
 from click.testing import CliRunner
 from fakes import SAMPLE_DOCS, HashEncoder
 
-import kosearch.sidecar
-from kosearch.analyzers import MorphemeAnalyzer, analyzer_from_config
+import kosearch.lexical.child_analysis
 from kosearch.cli import cli
 from kosearch.errors import ConfigError
 from kosearch.index import Index
-from kosearch.kiwi import DEFAULT_DICTS, LEGACY_DICTS, KiwiLoader, check_dicts
-from kosearch.lexical import LexicalIndex, read_analyzer
-from kosearch.preload import Preload
-from kosearch.sidecar import SidecarAnalysis
+from kosearch.lazy import Lazy
+from kosearch.lexical.analyzers import MorphemeAnalyzer, analyzer_from_config
+from kosearch.lexical.bm25 import LexicalIndex, read_analyzer
+from kosearch.lexical.child_analysis import ChildAnalysis
+from kosearch.lexical.kiwi import DEFAULT_DICTS, LEGACY_DICTS, KiwiLoader, check_dicts
 from kosearch.types import Document
 
 # Kiwi's multi-word dictionary makes "알렉산더 헤이그" one proper noun; without it a query for
@@ -89,7 +89,7 @@ def test_preload_makes_once_in_a_thread_and_reraises_in_the_caller() -> None:
         gate.wait(10)
         return 42
 
-    value = Preload(make, name="answer")
+    value = Lazy(make, name="answer")
     value.start()
     value.start()  # already under way: no second thread
     assert not value.done
@@ -105,7 +105,7 @@ def test_preload_makes_once_in_a_thread_and_reraises_in_the_caller() -> None:
             raise ValueError("first try fails")
         return 7
 
-    flaky = Preload(failing, name="flaky")
+    flaky = Lazy(failing, name="flaky")
     flaky.start()
     with pytest.raises(ValueError, match="first try fails"):
         flaky.get()
@@ -134,7 +134,7 @@ def test_a_missing_kiwipiepy_is_reported_by_get(monkeypatch: pytest.MonkeyPatch)
         loader.get()
 
 
-# ------------------------------------------------------------------ the analysis sidecar
+# ------------------------------------------------------------------ the analysis child
 
 
 @pytest.fixture(scope="module")
@@ -145,8 +145,8 @@ def lexical_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-def test_the_sidecar_gives_the_terms_kiwi_gives_here(lexical_dir: Path) -> None:
-    analysis = SidecarAnalysis.start(lexical_dir, QUERIES)
+def test_the_child_analysis_gives_the_terms_kiwi_gives_here(lexical_dir: Path) -> None:
+    analysis = ChildAnalysis.start(lexical_dir, QUERIES)
     assert analysis is not None
     analyzer = read_analyzer(lexical_dir)
     assert analysis.terms(analyzer.config()) == analyzer.tokenize(QUERIES)
@@ -154,23 +154,23 @@ def test_the_sidecar_gives_the_terms_kiwi_gives_here(lexical_dir: Path) -> None:
     assert analysis.terms(other) is None  # analyzed under another analyzer: not usable
 
 
-def test_a_search_uses_the_sidecar_and_never_loads_kiwi(lexical_dir: Path) -> None:
+def test_a_search_uses_the_child_analysis_and_never_loads_kiwi(lexical_dir: Path) -> None:
     index = LexicalIndex.load(lexical_dir)
     want = LexicalIndex.load(lexical_dir).search(QUERIES, 3)
-    index.warm_up(SidecarAnalysis.start(lexical_dir, QUERIES))
+    index.warm_up(ChildAnalysis.start(lexical_dir, QUERIES))
     assert index.search(QUERIES, 3) == want
     assert not index.analyzer.loaded  # type: ignore[attr-defined]
-    # Other texts than the sidecar's are analyzed here, with the same results.
-    index.warm_up(SidecarAnalysis.start(lexical_dir, QUERIES))
+    # Other texts than the child analysis's are analyzed here, with the same results.
+    index.warm_up(ChildAnalysis.start(lexical_dir, QUERIES))
     assert index.search(["해운대"], 1) == LexicalIndex.load(lexical_dir).search(["해운대"], 1)
     assert index.analyzer.loaded  # type: ignore[attr-defined]
 
 
-def test_a_failed_sidecar_falls_back_to_analyzing_here(tmp_path: Path, lexical_dir: Path) -> None:
+def test_a_failed_child_analysis_falls_back_to_analyzing_here(tmp_path: Path, lexical_dir: Path) -> None:
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text("{not json", encoding="utf-8")
-    analysis = SidecarAnalysis.start(broken, QUERIES)
+    analysis = ChildAnalysis.start(broken, QUERIES)
     assert analysis is not None
     index = LexicalIndex.load(lexical_dir)
     index.warm_up(analysis)
@@ -178,13 +178,13 @@ def test_a_failed_sidecar_falls_back_to_analyzing_here(tmp_path: Path, lexical_d
     assert analysis.terms(index.analyzer.config()) is None
 
 
-def test_no_sidecar_without_a_second_core_or_a_lexical_part(
+def test_no_child_analysis_without_a_second_core_or_a_lexical_part(
     tmp_path: Path, lexical_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert SidecarAnalysis.for_index(tmp_path, QUERIES) is None  # no lexical/ there
-    assert SidecarAnalysis.start(lexical_dir, ["긴 질의 " * 5000]) is None  # too much input
-    monkeypatch.setattr(kosearch.sidecar, "cores", lambda: 1)
-    assert SidecarAnalysis.start(lexical_dir, QUERIES) is None
+    assert ChildAnalysis.for_index(tmp_path, QUERIES) is None  # no lexical/ there
+    assert ChildAnalysis.start(lexical_dir, ["긴 질의 " * 5000]) is None  # too much input
+    monkeypatch.setattr(kosearch.lexical.child_analysis, "cores", lambda: 1)
+    assert ChildAnalysis.start(lexical_dir, QUERIES) is None
 
 
 # ------------------------------------------------------------------ Index.warm_up
@@ -202,7 +202,7 @@ def test_warm_up_then_search_ranks_as_a_cold_search(saved: Path) -> None:
     cold = Index.load(saved, encoder=encoder).search_batch(queries, 3)
     warm = Index.load(saved, encoder=encoder)
     warm.warm_up(queries=queries)
-    assert warm.lexical is not None and warm.lexical._sidecar is None  # encoder given: no child
+    assert warm.lexical is not None and warm.lexical._child_analysis is None  # encoder given: no child
     assert warm.search_batch(queries, 3) == cold
     dense = Index.load(saved, encoder=encoder)
     dense.warm_up("dense")
@@ -226,15 +226,15 @@ def test_hybrid_cli_query_analyzes_in_a_child_and_matches_the_library(
     saved: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A hybrid query starts one child for BM25 analysis and ranks as the library does."""
-    started: list[SidecarAnalysis] = []
-    original = SidecarAnalysis.start.__func__  # type: ignore[attr-defined]
+    started: list[ChildAnalysis] = []
+    original = ChildAnalysis.start.__func__  # type: ignore[attr-defined]
 
-    def spy(cls: type, lexical: Path, texts: list[str]) -> SidecarAnalysis | None:
+    def spy(cls: type, lexical: Path, texts: list[str]) -> ChildAnalysis | None:
         analysis = original(cls, lexical, texts)
         started.append(analysis)
         return analysis
 
-    monkeypatch.setattr(SidecarAnalysis, "start", classmethod(spy))
+    monkeypatch.setattr(ChildAnalysis, "start", classmethod(spy))
     monkeypatch.setattr("kosearch.index._load_encoder", lambda *a, **k: HashEncoder())
     query = SAMPLE_DOCS[1].text[:15]
     args = ["-i", str(saved), "--query-backend", "torch"]

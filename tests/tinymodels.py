@@ -63,8 +63,15 @@ def korean_sentences(n: int = 300, seed: int = 7) -> list[str]:
 
 
 def _wordpiece_tokenizer(sentences: list[str]) -> Tokenizer:
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
-    from tokenizers import processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
 
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     # NFD (BertNormalizer's default strip_accents) would split Hangul syllables into jamo.
@@ -85,8 +92,15 @@ def _wordpiece_tokenizer(sentences: list[str]) -> Tokenizer:
 
 
 def _unigram_tokenizer(sentences: list[str]) -> Tokenizer:
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
-    from tokenizers import processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
 
     tok = Tokenizer(models.Unigram())
     tok.normalizer = normalizers.NFKC()

@@ -32,8 +32,7 @@ except ImportError as e:  # pragma: no cover - exercised by simulating the missi
 
 from kosearch.index import Index
 from kosearch.integrations import hit_metadata
-from kosearch.retrieval import parse_mode
-from kosearch.types import Hit
+from kosearch.types import Hit, parse_mode
 
 __all__ = ["KosearchLlamaRetriever"]
 

@@ -1,6 +1,6 @@
 """Running evaluations over kosearch: STS correlations of a model, retrieval quality of an index.
 
-The metrics themselves are pure functions in :mod:`kosearch.evaluate`; this module drives an
+The metrics themselves are pure functions in :mod:`kosearch.eval.metrics`; this module drives an
 encoder or an :class:`~kosearch.index.Index` over a dataset and times it.
 """
 
@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kosearch.errors import ConfigError
-from kosearch.evalsets import BeirDataset, StsPairs
-from kosearch.evaluate import evaluate_run, latency_summary, sts_correlations
-from kosearch.retrieval import Mode
+from kosearch.eval.datasets import BeirDataset, StsPairs
+from kosearch.eval.metrics import evaluate_run, latency_summary, sts_correlations
+from kosearch.types import Mode
 
 if TYPE_CHECKING:
-    from kosearch.encoder import SentenceTransformerEncoder
+    from kosearch.encoding.encoder import SentenceTransformerEncoder
     from kosearch.index import Index
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 This is the only module that imports ``sentence_transformers`` (and torch), and it does so
 inside functions, so ``import kosearch`` stays cheap. Prompts are resolved once, at load
 time, in this order: an explicit argument, the registry entry of the model id
-(:mod:`kosearch.models`), the prompts saved in the model's own config, and finally ``""``.
+(:mod:`kosearch.encoding.registry`), the prompts saved in the model's own config, and finally ``""``.
 """
 
 from __future__ import annotations
@@ -20,15 +20,21 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from kosearch.encoding.loading import (
+    apply_max_tokens,
+    as_list,
+    check_sizes,
+    load_model,
+    select_device,
+)
+from kosearch.encoding.registry import ModelSpec, lookup
 from kosearch.errors import ConfigError, ModelLoadError
-from kosearch.hub import apply_max_tokens, as_list, check_sizes, load_model, select_device
-from kosearch.models import ModelSpec, lookup
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
     from tokenizers import Tokenizer
 
-    from kosearch.pool import EncodePool
+    from kosearch.encoding.workers import EncodePool
 
 logger = logging.getLogger(__name__)
 
@@ -89,10 +95,10 @@ class SentenceTransformerEncoder:
         passage_prompt: Overrides the passage prompt (``""`` disables it).
         max_tokens: Lowers (or raises, up to what the model supports) the truncation length.
         precision: ``fp32`` (default), ``bf16``, ``fp16`` (CUDA), ``int8`` (CPU) or ``auto``
-            (see :mod:`kosearch.precision`); the fingerprint is always taken from the
+            (see :mod:`kosearch.encoding.precision`); the fingerprint is always taken from the
             unmodified weights, so every precision of a model matches the same index.
         processes: Worker processes for large :meth:`encode_passages` calls; ``None`` decides
-            per call (:func:`kosearch.pool.auto_processes`), ``1`` never starts any.
+            per call (:func:`kosearch.encoding.workers.auto_processes`), ``1`` never starts any.
 
     Raises:
         ModelLoadError: The model cannot be found or loaded.
@@ -116,7 +122,7 @@ class SentenceTransformerEncoder:
         precision: str | None = None,
         processes: int | None = None,
     ) -> None:
-        from kosearch.precision import apply_precision, resolve_precision
+        from kosearch.encoding.precision import apply_precision, resolve_precision
 
         check_sizes(batch_size, max_tokens)
         if processes is not None and processes < 1:
@@ -231,7 +237,7 @@ class SentenceTransformerEncoder:
             return None
         import torch
 
-        from kosearch.pool import EncodePool, WorkerSpec, auto_processes, worker_devices
+        from kosearch.encoding.workers import EncodePool, WorkerSpec, auto_processes, worker_devices
 
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
         n = self.processes or auto_processes(self.device, n_items, gpus=gpus)

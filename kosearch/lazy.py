@@ -14,14 +14,14 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
-class Preload(Generic[T]):
+class Lazy(Generic[T]):
     """``make()``'s result, made on the first :meth:`get` or in a thread from :meth:`start` on.
 
     Exceptions raised by ``make`` are raised by :meth:`get`, in the caller's thread; a failed
     make is tried again by the next :meth:`get` or :meth:`start`.
 
     Example:
-        >>> value = Preload(lambda: sum(range(10)), name="sum")
+        >>> value = Lazy(lambda: sum(range(10)), name="sum")
         >>> value.start()          # returns at once
         >>> value.get()            # waits for the thread
         45
@@ -37,9 +37,9 @@ class Preload(Generic[T]):
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def of(cls, value: T, *, name: str) -> Preload[T]:
+    def of(cls, value: T, *, name: str) -> Lazy[T]:
         """One whose value is already made."""
-        made: Preload[T] = cls(lambda: value, name=name)
+        made: Lazy[T] = cls(lambda: value, name=name)
         made._value, made._done = value, True
         return made
 

@@ -114,7 +114,7 @@ def _init_worker(spec: dict[str, Any], devices: Any) -> None:
     global _WORKER
     import torch
 
-    from kosearch.encoder import SentenceTransformerEncoder
+    from kosearch.encoding.encoder import SentenceTransformerEncoder
 
     torch.set_num_threads(max(1, spec.pop("threads")))
     device = devices.get()

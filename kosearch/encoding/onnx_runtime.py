@@ -1,7 +1,7 @@
 """Instant queries: the query encoder as an ONNX model run by onnxruntime + tokenizers.
 
 A one-shot ``kosearch query`` used to spend ~6 s importing torch and sentence-transformers to
-encode a dozen tokens. The same model, exported once to ONNX (:mod:`kosearch.onnxexport`), runs
+encode a dozen tokens. The same model, exported once to ONNX (:mod:`kosearch.encoding.onnx_export`), runs
 with onnxruntime, tokenizers and numpy only, and gives the same vectors (cosine >= 0.9999,
 checked when the export is made and in the tests).
 
@@ -97,7 +97,7 @@ def onnxruntime_available() -> bool:
 
 
 class OnnxQueryEncoder:
-    """An :class:`~kosearch.encoder.Encoder` on an ONNX export: onnxruntime, no torch.
+    """An :class:`~kosearch.encoding.encoder.Encoder` on an ONNX export: onnxruntime, no torch.
 
     Args:
         directory: an export directory (see :func:`export_dir`).
@@ -223,7 +223,7 @@ def load_query_encoder(info: Any, backend: str, device: str | None,
     """The query encoder for an index whose manifest model is ``info``.
 
     Args:
-        info: the manifest's :class:`~kosearch.manifest.ModelInfo`.
+        info: the manifest's :class:`~kosearch.storage.manifest.ModelInfo`.
         backend: ``torch`` (always load the model with sentence-transformers), ``onnx`` or
             ``auto`` (onnxruntime on the cached export, made first if missing; torch, with a
             one-line notice, where that is not possible). ``onnx`` and ``auto`` differ only on
@@ -253,7 +253,7 @@ def load_query_encoder(info: Any, backend: str, device: str | None,
             log.warning("%s; rebuilding it", e)
     encoder = load_torch()
     try:
-        from kosearch.onnxexport import ensure_export
+        from kosearch.encoding.onnx_export import ensure_export
 
         log.info("exporting the query model to ONNX once, for instant queries from now on")
         made = ensure_export(encoder)

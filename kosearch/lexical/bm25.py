@@ -1,7 +1,7 @@
 """BM25 over Korean morphemes: index build, search, and a pickle-free disk format.
 
-Texts become terms through an analyzer (:mod:`kosearch.analyzers`; by default Kiwi morphemes,
-:class:`~kosearch.analyzers.MorphemeAnalyzer`). Scores are the Lucene variant of BM25
+Texts become terms through an analyzer (:mod:`kosearch.lexical.analyzers`; by default Kiwi morphemes,
+:class:`~kosearch.lexical.analyzers.MorphemeAnalyzer`). Scores are the Lucene variant of BM25
 (``bm25s`` method ``"lucene"``)::
 
     idf(t)      = ln(1 + (N - df(t) + 0.5) / (df(t) + 0.5))
@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from kosearch.analyzers import Analyzer, MorphemeAnalyzer, analyzer_from_config
 from kosearch.errors import ConfigError, IndexFormatError, MissingDependencyError
+from kosearch.lexical.analyzers import Analyzer, MorphemeAnalyzer, analyzer_from_config
 
 if TYPE_CHECKING:
-    from kosearch.sidecar import SidecarAnalysis
+    from kosearch.lexical.child_analysis import ChildAnalysis
 
 FORMAT_VERSION = 2  # 2 adds the per-row term ids (terms.npy, terms_indptr.npy) used by updates
 METHOD = "lucene"
@@ -150,7 +150,7 @@ class LexicalIndex:
         self._k1 = k1
         self._b = b
         self._terms = terms
-        self._sidecar: SidecarAnalysis | None = None  # queries being analyzed by a child
+        self._child_analysis: ChildAnalysis | None = None  # queries being analyzed by a child
 
     @classmethod
     def build(
@@ -241,11 +241,11 @@ class LexicalIndex:
         """The analyzer used for passages and queries."""
         return self._analyzer
 
-    def warm_up(self, analysis: SidecarAnalysis | None = None) -> None:
+    def warm_up(self, analysis: ChildAnalysis | None = None) -> None:
         """Get ready for a search soon; a no-op for analyzers that need no loading.
 
         With ``analysis`` (a child process analyzing the queries about to be searched, see
-        :mod:`kosearch.sidecar`) and a Kiwi analyzer not loaded yet, a :meth:`search` for
+        :mod:`kosearch.lexical.child_analysis`) and a Kiwi analyzer not loaded yet, a :meth:`search` for
         exactly those queries takes the child's terms, so this process never loads Kiwi.
         Otherwise Kiwi starts loading in a background thread.
         """
@@ -254,20 +254,20 @@ class LexicalIndex:
                 analysis.close()
             return
         if analysis is not None:
-            if self._sidecar is not None:
-                self._sidecar.close()
-            self._sidecar = analysis
+            if self._child_analysis is not None:
+                self._child_analysis.close()
+            self._child_analysis = analysis
             return
-        if self._sidecar is None:
+        if self._child_analysis is None:
             self._analyzer.warm_up()  # type: ignore[attr-defined]
 
     def _analyze_queries(self, queries: list[str]) -> list[list[str]]:
-        sidecar, terms = self._sidecar, None
-        self._sidecar = None
-        if sidecar is not None:
-            if sidecar.texts == queries:
-                terms = sidecar.terms(self._analyzer.config())
-            sidecar.close()
+        child, terms = self._child_analysis, None
+        self._child_analysis = None
+        if child is not None:
+            if child.texts == queries:
+                terms = child.terms(self._analyzer.config())
+            child.close()
         return terms if terms is not None else self._analyzer.tokenize(queries)
 
     def __len__(self) -> int:

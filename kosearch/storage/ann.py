@@ -2,7 +2,7 @@
 
 :func:`plan_index` turns ``--index-type`` and the collection size into an :class:`IndexPlan`
 (a ``faiss.index_factory`` string, how many vectors to train on, query-time defaults);
-:func:`build_store` trains and fills a :class:`~kosearch.store.VectorStore` from it, reading the
+:func:`build_store` trains and fills a :class:`~kosearch.storage.store.VectorStore` from it, reading the
 vectors in row chunks so a memory-mapped array is never loaded whole.
 
 ``auto`` keeps exact search up to :data:`AUTO_EXACT_MAX` vectors and picks ``hnsw`` above it;
@@ -20,8 +20,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kosearch.errors import ConfigError
-from kosearch.store import VectorStore
-from kosearch.types import Metric
+from kosearch.storage.store import VectorStore
+from kosearch.types import INDEX_TYPES, Metric
 
 __all__ = [
     "AUTO_EXACT_MAX",
@@ -32,7 +32,6 @@ __all__ = [
     "plan_index",
 ]
 
-INDEX_TYPES: tuple[str, ...] = ("auto", "flat", "hnsw", "ivf-flat", "ivf-pq", "ivf-sq8")
 IVF_TYPES = ("ivf-flat", "ivf-pq", "ivf-sq8")
 
 # auto: exact search up to here. One exact query over 200k 384-d vectors takes ~19 ms on one

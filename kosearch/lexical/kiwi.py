@@ -12,7 +12,7 @@ Kiwi's load ends with its first analysis (about 0.3 s to construct, 0.4 s more f
 call); :class:`KiwiLoader` does both, on first use or in a background thread from
 :meth:`~KiwiLoader.start` on. Kiwi holds the GIL for nearly all of that, so a thread only
 overlaps it with work that releases the GIL (an onnxruntime session, torch kernels); a one-shot
-query analyzes in a child process instead (:mod:`kosearch.sidecar`).
+query analyzes in a child process instead (:mod:`kosearch.lexical.child_analysis`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Collection
 from typing import Any
 
 from kosearch.errors import ConfigError, MissingDependencyError
-from kosearch.preload import Preload
+from kosearch.lazy import Lazy
 
 EXTRA_DICTS = frozenset({"multi", "typo"})
 """Kiwi's optional dictionaries: multi-word proper nouns, and common typos."""
@@ -70,8 +70,8 @@ class KiwiLoader:
         self.num_workers = num_workers
         self.dicts = check_dicts(dicts)
         self._purpose = purpose
-        self._kiwi: Preload[Any] = (
-            Preload(self._load, name="kiwi") if kiwi is None else Preload.of(kiwi, name="kiwi")
+        self._kiwi: Lazy[Any] = (
+            Lazy(self._load, name="kiwi") if kiwi is None else Lazy.of(kiwi, name="kiwi")
         )
 
     def start(self) -> None:

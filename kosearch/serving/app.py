@@ -22,10 +22,10 @@ Endpoints (OpenAPI docs at ``/docs``):
 Every failure is JSON ``{"error": "<one sentence>"}``: 400 for malformed JSON or a search the
 index refuses, 401 for a missing or wrong API key, 404/405 for a wrong route or method, 413 for
 a body over the limit, 422 for a request that breaks the schema or its limits. Searches run on
-one worker thread per app (:class:`~kosearch.batching.SearchBatcher`), never on the event loop;
+one worker thread per app (:class:`~kosearch.serving.batcher.SearchBatcher`), never on the event loop;
 requests that queue up behind a running search are answered together by one ``search_batch``
 call per ``(k, mode, passages)``. Each request is logged as one JSON line on the
-``kosearch.server`` logger, without the query text unless ``log_queries=True``.
+``kosearch.serving.app`` logger, without the query text unless ``log_queries=True``.
 
 Without ``writable`` the index is read-only and the document routes do not exist.
 """
@@ -42,10 +42,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_type_hints
 
-from kosearch import __version__
-from kosearch.asgi import NOTE_KEY, AccessLog, Gate
-from kosearch.batching import SearchBatcher
+from kosearch._version import __version__
 from kosearch.errors import ConfigError, CorpusError, KosearchError, MissingDependencyError
+from kosearch.serving.batcher import SearchBatcher
+from kosearch.serving.middleware import NOTE_KEY, AccessLog, Gate
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -454,7 +454,7 @@ def serve(
     try:
         log.info("serving %s at %s with %d workers (API docs at %s/docs)",
                  _where(index_path), url, workers, url)
-        uvicorn.run("kosearch.server:app_from_environment", factory=True, workers=workers, **run)
+        uvicorn.run("kosearch.serving.app:app_from_environment", factory=True, workers=workers, **run)
     finally:
         if previous is None:
             os.environ.pop(ENV_SETTINGS, None)

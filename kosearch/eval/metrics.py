@@ -2,7 +2,7 @@
 
 The ranking metrics follow trec_eval (``ndcg_cut``, ``recip_rank``, ``recall``) and the STS figures
 follow sentence-transformers' ``EmbeddingSimilarityEvaluator``, so numbers can be compared with
-published ones. Dataset loaders live in :mod:`kosearch.evalsets`.
+published ones. Dataset loaders live in :mod:`kosearch.eval.datasets`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kosearch.errors import DatasetError
-from kosearch.evalsets import BeirDataset, StsPairs, load_beir, load_sts
+from kosearch.eval.datasets import BeirDataset, StsPairs, load_beir, load_sts
 
 __all__ = [
     "DEFAULT_METRICS", "BeirDataset", "StsPairs", "dedupe_ranking", "evaluate_run",

@@ -18,12 +18,12 @@ from typing import Any
 
 import click
 
-from kosearch import __version__
+from kosearch._version import __version__
 from kosearch.errors import ConfigError, KosearchError
 
 DEFAULT_INDEX = "kosearch-index"
 MODES = ["hybrid", "dense", "lexical"]
-INDEX_TYPES = ["auto", "flat", "hnsw", "ivf-flat", "ivf-pq", "ivf-sq8"]  # = kosearch.ann.INDEX_TYPES
+INDEX_TYPES = ["auto", "flat", "hnsw", "ivf-flat", "ivf-pq", "ivf-sq8"]  # = kosearch.storage.ann.INDEX_TYPES
 
 
 class _Group(click.Group):
@@ -151,10 +151,9 @@ def index_cmd(ctx: click.Context, corpus: tuple[str, ...], index_dir: str, model
     JSONL on stdin) into an index directory, or update the index already there: new documents
     are added, changed ones re-encoded, unchanged ones left alone. An interrupted run resumes
     when run again."""
-    from kosearch.chunk import ChunkSettings
-    from kosearch.corpus import Fields
     from kosearch.index import build_directory
-    from kosearch.manifest import MANIFEST_FILE
+    from kosearch.settings import ChunkSettings, Fields
+    from kosearch.storage.manifest import MANIFEST_FILE
 
     start = time.perf_counter()
     quiet = ctx.obj["quiet"]
@@ -195,7 +194,7 @@ def index_cmd(ctx: click.Context, corpus: tuple[str, ...], index_dir: str, model
         f"{time.perf_counter() - start:.1f}s",
         err=True,
     )
-    from kosearch.onnxexport import prepare_instant_queries
+    from kosearch.encoding.onnx_export import prepare_instant_queries
 
     prepare_instant_queries(encoder)
 
@@ -341,17 +340,17 @@ def query_cmd(query: str | None, index_dir: str, k: int, mode: str | None, passa
               dense_weight: float, nprobe: int | None, ef_search: int | None,
               query_backend: str) -> None:
     """Search the index for QUERY (or for every query in --queries FILE)."""
-    from kosearch.sidecar import SidecarAnalysis
+    from kosearch.lexical.child_analysis import ChildAnalysis
 
     if (query is None) == (queries_file is None):
         raise click.UsageError("give either a QUERY argument or --queries FILE")
     items = [(None, query)] if query is not None else list(_read_queries(queries_file or "-"))
     texts = [text for _, text in items]
     # Another core analyzes the queries for BM25 while this process loads the index and model.
-    analysis = SidecarAnalysis.for_index(index_dir, texts) if mode in (None, "hybrid") else None
+    analysis = ChildAnalysis.for_index(index_dir, texts) if mode in (None, "hybrid") else None
     try:
         from kosearch.index import Index
-        from kosearch.retrieval import Fusion
+        from kosearch.settings import Fusion
 
         fusion_settings = Fusion(method=fusion, dense_weight=dense_weight)
         index = Index.load(index_dir, model=model, device=device, query_backend=query_backend)
@@ -435,7 +434,7 @@ def models_cmd(as_json: bool) -> None:
     """List the known Korean models (any other sentence-transformers model works too)."""
     from dataclasses import asdict
 
-    from kosearch.models import DEFAULT_MODEL, REGISTRY
+    from kosearch.encoding.registry import DEFAULT_MODEL, REGISTRY
 
     if as_json:
         click.echo(json.dumps([asdict(s) for s in REGISTRY.values()], ensure_ascii=False, indent=2))
@@ -474,7 +473,7 @@ def serve_cmd(obj: dict[str, Any], index_dir: str, host: str, port: int, workers
               log_queries: bool, writable: bool) -> None:
     """Serve the index over HTTP: POST /search and /search/batch, GET /health, /info and
     /docs; with --writable also POST and DELETE /documents. Stop with Ctrl-C."""
-    from kosearch.server import log_to_stderr, serve
+    from kosearch.serving.app import log_to_stderr, serve
 
     log_to_stderr(logging.WARNING if obj["quiet"] else logging.INFO)
     serve(index_dir, host=host, port=port, workers=workers, api_key=api_key or None,
@@ -502,10 +501,10 @@ def eval_sts_cmd(obj: dict[str, Any], pairs: str, model: str | None, batch_size:
     """KorSTS-style evaluation of PAIRS (TSV or JSONL with sentence1, sentence2, score, or a
     folder holding pairs.tsv): Pearson and Spearman for cosine, euclidean, manhattan and dot
     similarity, x100 as the Korean SBERT model cards report them."""
-    from kosearch.encoder import SentenceTransformerEncoder
-    from kosearch.evalrun import evaluate_sts
-    from kosearch.evalsets import load_sts
-    from kosearch.models import DEFAULT_MODEL
+    from kosearch.encoding.encoder import SentenceTransformerEncoder
+    from kosearch.encoding.registry import DEFAULT_MODEL
+    from kosearch.eval.datasets import load_sts
+    from kosearch.eval.runner import evaluate_sts
 
     data = load_sts(pairs)
     encoder = SentenceTransformerEncoder(model or DEFAULT_MODEL, device=device,
@@ -558,9 +557,9 @@ def eval_retrieval_cmd(obj: dict[str, Any], dataset: str, index_dir: str | None,
     qrels/test.tsv): nDCG, MRR, recall and query latency, per mode."""
     from pathlib import Path
 
-    from kosearch import evalrun
-    from kosearch.evalsets import load_beir
-    from kosearch.evaluate import write_run
+    from kosearch.eval import runner as evalrun
+    from kosearch.eval.datasets import load_beir
+    from kosearch.eval.metrics import write_run
     from kosearch.index import Index
 
     if index_dir and model:
@@ -571,8 +570,8 @@ def eval_retrieval_cmd(obj: dict[str, Any], dataset: str, index_dir: str | None,
     if index_dir:
         index = Index.load(index_dir, device=device)
     else:
-        from kosearch.encoder import SentenceTransformerEncoder
-        from kosearch.models import DEFAULT_MODEL
+        from kosearch.encoding.encoder import SentenceTransformerEncoder
+        from kosearch.encoding.registry import DEFAULT_MODEL
 
         encoder = SentenceTransformerEncoder(model or DEFAULT_MODEL, device=device,
                                              precision=precision)

@@ -1,10 +1,10 @@
 """Indexing runs: build an index from a corpus, or update one, streaming, resumable.
 
-A run makes two passes over a spool in its work directory (:mod:`kosearch.workdir`): pass 1
+A run makes two passes over a spool in its work directory (:mod:`kosearch.build.checkpoint`): pass 1
 reads the documents, compares each with the index being updated (by content hash) and chunks
 only the new and changed ones into ``passages.parquet``, so no corpus text stays in memory;
 pass 2 encodes the spooled passages window by window, checkpointing the vectors on disk, so an
-interrupted run resumes. Then :mod:`kosearch.assemble` writes the complete new index into a
+interrupted run resumes. Then :mod:`kosearch.build.write` writes the complete new index into a
 temporary directory that replaces the target only when complete.
 """
 
@@ -22,67 +22,25 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from kosearch import __version__
-from kosearch.chunk import Chunker, ChunkSettings, SentenceSplitter, TokenCounter
-from kosearch.corpus import CorpusReader, Fields
+from kosearch._version import __version__
+from kosearch.ingest.chunk import Chunker, SentenceSplitter, TokenCounter
+from kosearch.settings import ChunkSettings
+from kosearch.ingest.corpus import CorpusReader
+from kosearch.settings import Fields
 from kosearch.errors import ConfigError, CorpusError
-from kosearch.manifest import Manifest, ModelInfo, now_iso, write_manifest
-from kosearch.store import PASSAGES_FILE, encode_meta
+from kosearch.storage.manifest import Manifest, ModelInfo, now_iso, write_manifest
+from kosearch.storage.store import PASSAGES_FILE, encode_meta
 from kosearch.types import Document, Metric, Passage
-from kosearch.workdir import WorkDir
+from kosearch.build.checkpoint import Checkpoint
 
 if TYPE_CHECKING:
-    from kosearch.assemble import Base
-    from kosearch.encoder import Encoder
+    from kosearch.build.write import Base
+    from kosearch.encoding.encoder import Encoder
 
 log = logging.getLogger(__name__)
 
 DOC_BATCH = 256  # documents chunked per kiwi/tokenizer batch call
 ENCODE_WINDOW = 2048  # passages length-sorted and encoded together
-
-
-@dataclass(frozen=True, slots=True)
-class IndexSettings:
-    """How to build an index; every field has a sensible default.
-
-    Attributes:
-        model: sentence-transformers model id or local directory (None = the registry default).
-        metric: ``cosine`` (default), ``ip`` or ``l2``.
-        batch_size: passages per encoder forward pass.
-        fields: which record fields hold the id, text and title.
-        strict: fail on empty texts instead of skipping them.
-        chunking: passage splitting settings (see :class:`kosearch.chunk.ChunkSettings`).
-        lexical: also build the Kiwi BM25 index (enables hybrid search).
-        device: ``cpu``, ``cuda``, ... (None = auto).
-        query_prompt: override the model's query prompt.
-        passage_prompt: override the model's passage prompt.
-        index_type: the vector index, ``auto`` (exact while small, ANN when large), ``flat``,
-            ``hnsw``, ``ivf-flat``, ``ivf-pq`` or ``ivf-sq8`` (see :mod:`kosearch.ann`).
-        precision: ``auto``, ``fp32``, ``bf16``, ``fp16`` or ``int8`` (see
-            :mod:`kosearch.precision`; None = fp32).
-        processes: encoder worker processes (None = decide by corpus size and machine).
-    """
-
-    model: str | None = None
-    metric: Metric | str = Metric.COSINE
-    batch_size: int = 32
-    fields: Fields = field(default_factory=Fields)
-    strict: bool = False
-    chunking: ChunkSettings = field(default_factory=ChunkSettings)
-    lexical: bool = True
-    device: str | None = None
-    query_prompt: str | None = None
-    passage_prompt: str | None = None
-    index_type: str = "auto"
-    precision: str | None = None
-    processes: int | None = None
-
-    def validated_metric(self) -> Metric:
-        try:
-            return Metric(self.metric)
-        except ValueError:
-            valid = ", ".join(m.value for m in Metric)
-            raise ConfigError(f"unknown metric {self.metric!r}; choose one of: {valid}") from None
 
 
 def _batched(items: Iterable[Document], size: int) -> Iterator[list[Document]]:
@@ -158,39 +116,6 @@ def content_hash(doc: Document) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class UpdateReport:
-    """What an index or update run did.
-
-    Attributes:
-        added: Documents new to the index.
-        updated: Documents whose title or text changed (re-encoded).
-        unchanged: Documents found identical (not re-encoded; metadata refreshed).
-        deleted: Documents removed (``--sync``, :meth:`Index.delete`).
-        unknown: Ids asked to be deleted that the index does not hold.
-        skipped_empty: Documents skipped for an empty text.
-        encoded: Passages encoded by this run (resumed runs count only what they encoded).
-        resumed: Passages whose vectors came from an interrupted earlier run.
-    """
-
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    deleted: int = 0
-    unknown: tuple[str, ...] = ()
-    skipped_empty: int = 0
-    encoded: int = 0
-    resumed: int = 0
-
-    def summary(self) -> str:
-        """One line for people, e.g. ``3 added, 1 updated, 0 deleted, 96 unchanged``."""
-        text = (f"{self.added} added, {self.updated} updated, {self.deleted} deleted, "
-                f"{self.unchanged} unchanged")
-        if self.unknown:
-            text += f", {len(self.unknown)} unknown id(s) ignored"
-        return text
-
-
 class RunMode(str, Enum):
     """How the corpus of a run relates to the index it writes."""
 
@@ -202,7 +127,7 @@ class RunMode(str, Enum):
 
 
 def _spool_passages(
-    work: WorkDir,
+    work: Checkpoint,
     source: _DocumentSource | None,
     base: Base | None,
     mode: RunMode,
@@ -210,7 +135,7 @@ def _spool_passages(
     get_chunker: Callable[[], Chunker],
 ) -> dict[str, Any]:
     """Pass 1: decide each document's fate and chunk those to encode into the spool."""
-    from kosearch.store import PassageTable
+    from kosearch.storage.store import PassageTable
 
     known = _documents_of(base)
     drop: set[str] = set()
@@ -276,7 +201,7 @@ def _documents_of(base: Base | None) -> dict[str, tuple[str, str]]:
 
 
 def _encode_spool(
-    work: WorkDir, encoder: Encoder, chunker: Chunker, total: int, progress: bool
+    work: Checkpoint, encoder: Encoder, chunker: Chunker, total: int, progress: bool
 ) -> None:
     """Pass 2: encode the spooled passages not yet checkpointed, one window at a time."""
     done = work.encoded
@@ -345,7 +270,7 @@ class Run:
             self._splitter = SentenceSplitter()
         return self._splitter.kiwi
 
-    def execute(self, directory: Path, work: WorkDir) -> tuple[Manifest, UpdateReport]:
+    def execute(self, directory: Path, work: Checkpoint) -> tuple[Manifest, UpdateReport]:
         """Chunk, encode and assemble into ``directory`` (an empty, private directory)."""
         metric = self.settings.validated_metric()
         record = work.chunked
@@ -381,10 +306,10 @@ class Run:
         return manifest, report
 
     def _assemble(
-        self, directory: Path, work: WorkDir, record: dict[str, Any], metric: Metric
+        self, directory: Path, work: Checkpoint, record: dict[str, Any], metric: Metric
     ) -> Manifest:
-        from kosearch import assemble
-        from kosearch.ann import plan_index
+        from kosearch.build import write as assemble
+        from kosearch.storage.ann import plan_index
 
         base = self.base
         keep = assemble.kept_rows(base, set(record["drop"]))

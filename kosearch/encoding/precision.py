@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from kosearch.errors import ConfigError
+from kosearch.types import PRECISIONS
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 # CPU flags (Linux /proc/cpuinfo) that mean bfloat16 matrix products run natively.
 _BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})  # x86 AVX512/AMX, Arm "bf16"
 

@@ -1,7 +1,7 @@
 """Where models come from and run: device choice, and loading from a directory, the local
 cache or the Hugging Face hub, failing fast and clearly when offline.
 
-Shared by :mod:`kosearch.encoder` and :mod:`kosearch.rerank`; imports no ML library at module
+Shared by :mod:`kosearch.encoding.encoder` and :mod:`kosearch.encoding.rerank`; imports no ML library at module
 level.
 """
 

@@ -14,7 +14,7 @@ from importlib import metadata
 from typing import Any, Protocol
 
 from kosearch.errors import ConfigError
-from kosearch.kiwi import DEFAULT_DICTS, LEGACY_DICTS, KiwiLoader
+from kosearch.lexical.kiwi import DEFAULT_DICTS, LEGACY_DICTS, KiwiLoader
 
 #: The part-of-speech tags Kiwi emits here (no ``W_*`` tags: URL/e-mail extraction is off),
 #: without the ``-R``/``-I`` (regular/irregular) suffixes Kiwi appends to conjugating stems.
@@ -56,7 +56,7 @@ class MorphemeAnalyzer:
         num_workers: Kiwi threads for batched tokenization; ``None`` uses every core.
         kiwi: An existing ``kiwipiepy.Kiwi`` to share (e.g. the chunker's); saves ~300 MB
             and the start-up time. ``num_workers`` is then ignored, and the instance must have
-            been made with ``dicts`` (see :mod:`kosearch.kiwi`).
+            been made with ``dicts`` (see :mod:`kosearch.lexical.kiwi`).
         dicts: Kiwi's optional dictionaries to load (``multi``, ``typo``); none by default.
             Part of :meth:`config`, since they change the analysis.
 

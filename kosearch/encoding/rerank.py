@@ -17,8 +17,14 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
+from kosearch.encoding.loading import (
+    apply_max_tokens,
+    as_list,
+    check_sizes,
+    load_model,
+    select_device,
+)
 from kosearch.errors import ModelLoadError
-from kosearch.hub import apply_max_tokens, as_list, check_sizes, load_model, select_device
 
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder
@@ -54,7 +60,7 @@ class CrossEncoderReranker:
     Args:
         model: A model id (in the Hugging Face hub cache) or a local model directory.
         device: The torch device; ``None`` picks one with
-            :func:`kosearch.encoder.select_device`.
+            :func:`kosearch.encoding.encoder.select_device`.
         batch_size: Pairs per forward pass.
         max_tokens: Lowers (or raises, up to what the model supports) the truncation length
             of a query and passage pair.

@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from kosearch.store import PASSAGES_FILE, PassageTable, VectorStore
+from kosearch.storage.store import PASSAGES_FILE, PassageTable, VectorStore
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from kosearch.ann import IndexPlan
-    from kosearch.lexical import LexicalIndex
-    from kosearch.manifest import Manifest
-    from kosearch.workdir import VectorFile
+    from kosearch.storage.ann import IndexPlan
+    from kosearch.lexical.bm25 import LexicalIndex
+    from kosearch.storage.manifest import Manifest
+    from kosearch.build.checkpoint import VectorFile
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def write_vectors(
     on_rows: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Write ``vectors.faiss`` (and ``embeddings.npy`` for a lossy type); return manifest fields."""
-    from kosearch.ann import build_store
+    from kosearch.storage.ann import build_store
 
     dim = new.shape[1] if base is None else base.store.dim
     n = len(keep) + len(new)
@@ -236,10 +236,10 @@ def write_lexical(
     ``kiwi`` gives the run's Kiwi (the chunker's, ~300 MB, with the default dictionaries), so
     that no second one is loaded, except to update an index analyzed with other dictionaries.
     """
-    from kosearch.analyzers import MorphemeAnalyzer
-    from kosearch.kiwi import DEFAULT_DICTS
-    from kosearch.lexical import LexicalIndex
-    from kosearch.manifest import LEXICAL_DIR
+    from kosearch.lexical.analyzers import MorphemeAnalyzer
+    from kosearch.lexical.kiwi import DEFAULT_DICTS
+    from kosearch.lexical.bm25 import LexicalIndex
+    from kosearch.storage.manifest import LEXICAL_DIR
 
     lexical = None
     if base is not None and base.lexical is not None:

@@ -26,7 +26,8 @@ from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
 from kosearch.errors import ConfigError
-from kosearch.kiwi import KiwiLoader
+from kosearch.lexical.kiwi import KiwiLoader
+from kosearch.settings import ChunkSettings
 from kosearch.types import Document, Passage
 
 if TYPE_CHECKING:
@@ -155,7 +156,7 @@ class SentenceSplitter:
     @property
     def kiwi(self) -> kiwipiepy.Kiwi:
         """The Kiwi analyzer (loaded on first use, with
-        :data:`kosearch.kiwi.DEFAULT_DICTS` unless given), to share with the BM25 analyzer."""
+        :data:`kosearch.lexical.kiwi.DEFAULT_DICTS` unless given), to share with the BM25 analyzer."""
         return self._loader.get()
 
     def split(self, texts: Sequence[str]) -> list[list[Span]]:
@@ -232,25 +233,6 @@ def _is_boundary(text: str, pos: int) -> bool:
     while i > 0 and pos - i < 8 and text[i] in _CLOSERS:
         i -= 1
     return text[i] in _TERMINALS
-
-
-@dataclass(frozen=True, slots=True)
-class ChunkSettings:
-    """How documents become passages.
-
-    Attributes:
-        max_tokens: Token budget of one encoded passage, prompt, title and special tokens
-            included; ``None`` means the model's limit, capped at 512.
-        overlap: Tokens of overlap: each passage starts with as many whole trailing sentences
-            of the previous passage as fit in this many tokens (0 = none).
-        enabled: ``False`` keeps each document whole (one passage, chunk 0, its text without
-            surrounding whitespace); documents longer than the model's limit are then counted
-            in ``ChunkStats.over_limit``.
-    """
-
-    max_tokens: int | None = None
-    overlap: int = 0
-    enabled: bool = True
 
 
 @dataclass(frozen=True, slots=True)

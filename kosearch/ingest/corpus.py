@@ -17,16 +17,16 @@ import os
 import sys
 import zlib
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, TextIO
 
 from kosearch.errors import CorpusError
+from kosearch.settings import Fields
 from kosearch.types import Document
 
 if TYPE_CHECKING:
     from hashlib import _Hash
 
-__all__ = ["CorpusReader", "Fields", "detect_format"]
+__all__ = ["CorpusReader", "detect_format"]
 
 _BOM = b"\xef\xbb\xbf"
 _SUFFIXES = (
@@ -49,22 +49,6 @@ _MAX_LISTED = 20
 _STDIN_LABEL = "<stdin>"
 
 _Sources = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
-
-
-@dataclass(frozen=True, slots=True)
-class Fields:
-    """Which record fields hold the id, the text and the title.
-
-    Attributes:
-        id: The id field; ``None`` means ``id``, falling back to ``_id`` (BEIR corpora),
-            decided per record.
-        text: The text field; it must be present and hold a string.
-        title: The optional title field; a missing or null title becomes ``""``.
-    """
-
-    id: str | None = None
-    text: str = "text"
-    title: str = "title"
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:

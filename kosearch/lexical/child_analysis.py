@@ -1,12 +1,12 @@
 """Analyzing a few query texts in a child process, while this process loads the query encoder.
 
 Kiwi holds the GIL for all of its ~0.9 s load, so in a thread it only stalls the encoder's load
-beside it. A one-shot hybrid query therefore hands its texts to ``python -m kosearch.sidecar``,
+beside it. A one-shot hybrid query therefore hands its texts to ``python -m kosearch.lexical.child_analysis``,
 which rebuilds the analyzer from its config, analyzes them and prints the terms as JSON. Both
 loads then run on their own cores and this process never loads Kiwi at all.
 
 Anything that goes wrong (no second core, a child that fails or prints nonsense) only costs the
-speed-up: :meth:`SidecarAnalysis.terms` returns ``None`` and the caller analyzes in-process.
+speed-up: :meth:`ChildAnalysis.terms` returns ``None`` and the caller analyzes in-process.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def cores() -> int:
     return os.cpu_count() or 1
 
 
-class SidecarAnalysis:
+class ChildAnalysis:
     """The terms of ``texts`` under a saved lexical index's analyzer, computed by a child.
 
     Start one with :meth:`for_index` (or :meth:`start`), which return ``None`` where a child
@@ -50,15 +50,15 @@ class SidecarAnalysis:
 
     @classmethod
     def for_index(cls, index_dir: str | os.PathLike[str],
-                  texts: Sequence[str]) -> SidecarAnalysis | None:
+                  texts: Sequence[str]) -> ChildAnalysis | None:
         """Analyze ``texts`` with the analyzer of the index at ``index_dir``."""
-        from kosearch.manifest import LEXICAL_DIR
+        from kosearch.storage.manifest import LEXICAL_DIR
 
         return cls.start(Path(index_dir) / LEXICAL_DIR, texts)
 
     @classmethod
     def start(cls, lexical_dir: str | os.PathLike[str],
-              texts: Sequence[str]) -> SidecarAnalysis | None:
+              texts: Sequence[str]) -> ChildAnalysis | None:
         """Start a child analyzing ``texts`` with the analyzer saved in ``lexical_dir``;
         ``None`` with one core, no interpreter, no such directory, or more input than
         :data:`MAX_INPUT_BYTES`."""
@@ -75,13 +75,13 @@ class SidecarAnalysis:
                 os.close(write_end)
             try:
                 process = subprocess.Popen(
-                    [sys.executable, "-m", "kosearch.sidecar"], stdin=read_end,
+                    [sys.executable, "-m", "kosearch.lexical.child_analysis"], stdin=read_end,
                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_child_env(),
                 )
             finally:
                 os.close(read_end)
         except OSError as e:
-            log.debug("no analysis sidecar (%s)", e)
+            log.debug("no analysis child (%s)", e)
             return None
         return cls(texts, process)
 
@@ -117,10 +117,10 @@ class SidecarAnalysis:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.communicate()
-            log.debug("the analysis sidecar timed out")
+            log.debug("the analysis child timed out")
             return None
         if self._process.returncode != 0:
-            log.debug("the analysis sidecar exited with %s", self._process.returncode)
+            log.debug("the analysis child exited with %s", self._process.returncode)
             return None
         try:
             return json.loads(out)
@@ -138,7 +138,7 @@ def _child_env() -> dict[str, str]:
 def main() -> None:
     """Read ``{"lexical": dir, "texts": [...]}`` on stdin; print the analyzer's config and the
     terms of each text as JSON."""
-    from kosearch.lexical import read_analyzer
+    from kosearch.lexical.bm25 import read_analyzer
 
     request = json.loads(sys.stdin.buffer.read())
     analyzer = read_analyzer(request["lexical"])

@@ -7,10 +7,10 @@ then is ``state.json`` replaced (write, fsync, rename) with the new count, so th
 never counts a vector that is not on disk. A killed or interrupted run leaves this directory
 beside the index; the same command finds it, checks that the run's ``key`` (model, settings,
 corpus files, base index) is unchanged, and continues from the last checkpoint. The live index
-is untouched until the run is complete (see :mod:`kosearch.atomic`).
+is untouched until the run is complete (see :mod:`kosearch.storage.atomic`).
 
 Example:
-    >>> work = WorkDir.open(Path("idx.partial"), {"model": "m"}, restart=False)  # doctest: +SKIP
+    >>> work = Checkpoint.open(Path("idx.partial"), {"model": "m"}, restart=False)  # doctest: +SKIP
     >>> work.append_vectors(vectors)                                            # doctest: +SKIP
 """
 
@@ -38,12 +38,12 @@ FORMAT = 1
 log = logging.getLogger(__name__)
 
 
-def work_path(target: Path) -> Path:
+def checkpoint_path(target: Path) -> Path:
     """Where the run that writes the index ``target`` keeps its scratch files."""
     return target.with_name(target.name + ".partial")
 
 
-class WorkDir:
+class Checkpoint:
     """A run's scratch directory: passage spool, encoded vectors, and the checkpoint.
 
     Attributes:
@@ -58,7 +58,7 @@ class WorkDir:
         self._state = state
 
     @classmethod
-    def open(cls, path: Path, key: dict[str, Any], *, restart: bool = False) -> WorkDir:
+    def open(cls, path: Path, key: dict[str, Any], *, restart: bool = False) -> Checkpoint:
         """Continue the run checkpointed in ``path``, or start a fresh one there.
 
         Args:
@@ -91,7 +91,7 @@ class WorkDir:
         return cls._fresh(path, key)
 
     @classmethod
-    def _fresh(cls, path: Path, key: dict[str, Any]) -> WorkDir:
+    def _fresh(cls, path: Path, key: dict[str, Any]) -> Checkpoint:
         shutil.rmtree(path, ignore_errors=True)
         try:
             path.mkdir(parents=True)

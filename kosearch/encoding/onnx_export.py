@@ -1,4 +1,4 @@
-"""Exporting a sentence-transformers model's query path to ONNX (see :mod:`kosearch.onnxquery`).
+"""Exporting a sentence-transformers model's query path to ONNX (see :mod:`kosearch.encoding.onnx_runtime`).
 
 Needs torch (the model is loaded anyway when this runs) and the ``onnx`` package, which
 ``torch.onnx.export`` uses. The export is checked before it is published: onnxruntime must give
@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kosearch import __version__
-from kosearch.errors import MissingDependencyError, ModelLoadError
-from kosearch.onnxquery import (
+from kosearch._version import __version__
+from kosearch.encoding.onnx_runtime import (
     DATA_FILE,
     EXPORT_VERSION,
     META_FILE,
@@ -36,9 +35,10 @@ from kosearch.onnxquery import (
     export_dir,
     read_export,
 )
+from kosearch.errors import MissingDependencyError, ModelLoadError
 
 if TYPE_CHECKING:
-    from kosearch.encoder import SentenceTransformerEncoder
+    from kosearch.encoding.encoder import SentenceTransformerEncoder
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def ensure_export(encoder: SentenceTransformerEncoder, root: Path | None = None)
     Args:
         encoder: the loaded model (any precision; an fp32 copy is loaded if its weights were
             cast or quantized).
-        root: the cache root (default :func:`kosearch.onnxquery.cache_root`).
+        root: the cache root (default :func:`kosearch.encoding.onnx_runtime.cache_root`).
 
     Returns:
         A verified export directory.
@@ -131,7 +131,7 @@ def _fp32_cpu(encoder: SentenceTransformerEncoder) -> SentenceTransformerEncoder
     """The encoder itself when its weights are plain fp32 on the CPU, else a fresh fp32 copy."""
     if encoder.precision in ("fp32", "bf16") and encoder.device == "cpu":
         return encoder  # bf16 is autocast only: the weights are untouched
-    from kosearch.encoder import SentenceTransformerEncoder
+    from kosearch.encoding.encoder import SentenceTransformerEncoder
 
     return SentenceTransformerEncoder(
         encoder.name, device="cpu", query_prompt=encoder.query_prompt,

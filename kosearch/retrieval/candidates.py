@@ -7,55 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kosearch.errors import ConfigError
-from kosearch.fusion import convex, rrf
+from kosearch.retrieval.fusion import convex, rrf
+from kosearch.settings import Fusion
 
 if TYPE_CHECKING:
-    from kosearch.lexical import LexicalIndex
-    from kosearch.store import VectorStore
-
-RRF_K = 60
-
-
-@dataclass(frozen=True, slots=True)
-class Fusion:
-    """How hybrid search merges the dense and lexical lists of one query.
-
-    The default is a convex combination of min-max-normalized scores with equal weights:
-    on KorQuAD dev (me5-small) it beats both retrievers alone (nDCG@10 0.959 vs dense 0.885
-    and BM25 0.947) while RRF (k=60) does not (0.934), because ranks throw away how much
-    better the top dense hit is. Equal weights are the untuned choice; see the README.
-
-    Attributes:
-        method: ``convex`` (normalized score interpolation) or ``rrf`` (reciprocal ranks).
-        dense_weight: the dense list's weight in [0, 1]; the lexical list gets the rest.
-        rrf_k: the RRF constant (Cormack et al. 2009).
-    """
-
-    method: str = "convex"
-    dense_weight: float = 0.5
-    rrf_k: int = RRF_K
-
-    def __post_init__(self) -> None:
-        if self.method not in ("convex", "rrf"):
-            raise ConfigError(f"unknown fusion method {self.method!r}; choose convex or rrf")
-        if not 0.0 <= self.dense_weight <= 1.0:
-            raise ConfigError(f"dense weight must be between 0 and 1, got {self.dense_weight}")
-        if self.rrf_k < 1:
-            raise ConfigError(f"the RRF constant must be at least 1, got {self.rrf_k}")
-
-
-class Mode(str, Enum):
-    """Which retrievers answer a query."""
-
-    HYBRID = "hybrid"
-    DENSE = "dense"
-    LEXICAL = "lexical"
+    from kosearch.lexical.bm25 import LexicalIndex
+    from kosearch.storage.store import VectorStore
 
 
 @dataclass(slots=True)
@@ -65,15 +26,6 @@ class Candidate:
     row: int
     score: float
     detail: dict[str, Any] = field(default_factory=dict)
-
-
-def parse_mode(mode: Mode | str) -> Mode:
-    """Turn a string into a :class:`Mode`, with a clear error listing the valid ones."""
-    try:
-        return Mode(mode)
-    except ValueError:
-        valid = ", ".join(m.value for m in Mode)
-        raise ConfigError(f"unknown search mode {mode!r}; choose one of: {valid}") from None
 
 
 def dense_candidates(

@@ -1,0 +1,1 @@
+"""Models: registry, loading and devices, the encoder, precision, worker processes, ONNX query runtime, reranker."""

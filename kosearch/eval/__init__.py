@@ -1,0 +1,1 @@
+"""Evaluation: datasets (BEIR, STS), metrics, runners and run files."""

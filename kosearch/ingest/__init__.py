@@ -1,0 +1,1 @@
+"""Corpus readers (JSONL, CSV, Parquet, folders) to Documents, and chunking Documents into Passages."""

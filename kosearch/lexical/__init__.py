@@ -1,0 +1,1 @@
+"""Lexical retrieval: analyzers (Kiwi morphemes, bigrams), the BM25 index and its format, the query-analysis child process."""

@@ -1,0 +1,1 @@
+"""The search pipeline: candidates per retriever, fusion, reranking, grouping to documents, hits."""

@@ -1,0 +1,1 @@
+"""The HTTP server: the app, request/response schemas, batching, middleware."""
