@@ -62,7 +62,8 @@ class Clock:
 
 def timed_classes() -> tuple[type, type]:
     """A splitter and a counter that time their batch calls."""
-    from kosearch.ingest.chunk import SentenceSplitter, TokenCounter
+    from kosearch.ingest.sentences import SentenceSplitter
+    from kosearch.ingest.tokens import TokenCounter
 
     class TimedSplitter(SentenceSplitter):
         clock = Clock()
@@ -144,7 +145,7 @@ def run_budget(args: argparse.Namespace, docs: list, budget: int) -> None:
 
 
 def run_full_kiwi(args: argparse.Namespace, docs: list) -> None:
-    from kosearch.ingest.chunk import SentenceSplitter
+    from kosearch.ingest.sentences import SentenceSplitter
 
     splitter = SentenceSplitter(num_workers=args.workers)
     splitter.split(["Kiwi를 미리 불러 둔다."])
@@ -157,7 +158,9 @@ def run_full_kiwi(args: argparse.Namespace, docs: list) -> None:
 
 
 def run_giant(args: argparse.Namespace) -> None:
-    from kosearch.ingest.chunk import Chunker, SentenceSplitter, TokenCounter
+    from kosearch.ingest.chunk import Chunker
+    from kosearch.ingest.sentences import SentenceSplitter
+    from kosearch.ingest.tokens import TokenCounter
     from kosearch.settings import ChunkSettings
     from kosearch.types import Document
 

@@ -19,7 +19,9 @@ from pathlib import Path
 
 from kosearch.encoding.encoder import SentenceTransformerEncoder
 from kosearch.index import Index
-from kosearch.ingest.chunk import Chunker, SentenceSplitter, TokenCounter
+from kosearch.ingest.chunk import Chunker
+from kosearch.ingest.sentences import SentenceSplitter
+from kosearch.ingest.tokens import TokenCounter
 from kosearch.settings import ChunkSettings
 from kosearch.types import Document
 

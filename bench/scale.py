@@ -150,7 +150,7 @@ def step_build(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     store = build_store(xb, "cosine", plan, seed=0)
     build_s = time.perf_counter() - t0
-    size = store.write(Path(args.out))
+    size = store.save(Path(args.out))
     return {"plan": plan.to_dict(), "build_s": build_s, "bytes": size, "build_hwm_kib": hwm_kib()}
 
 
@@ -159,13 +159,13 @@ def step_query(args: argparse.Namespace) -> dict[str, Any]:
     import faiss
 
     from kosearch.storage.ann import knn_recall
-    from kosearch.storage.store import VectorStore
+    from kosearch.storage.vectors import VectorStore
 
     faiss.omp_set_num_threads(args.query_threads)
     queries = np.load(args.qfile)
     truth = np.load(args.truth)
     t0 = time.perf_counter()
-    store = VectorStore.read(Path(args.out), "cosine", mmap=args.mmap)
+    store = VectorStore.load(Path(args.out), "cosine", mmap=args.mmap)
     load_s = time.perf_counter() - t0
     result: dict[str, Any] = {"load_s": load_s, "mapped": store.mapped}
     settings = [store.search_params()]
@@ -199,7 +199,7 @@ def step_baseline(args: argparse.Namespace) -> dict[str, Any]:
     """Peak RSS of a process that imports what the query step imports, and nothing else."""
     import faiss  # noqa: F401
 
-    from kosearch.storage.store import VectorStore  # noqa: F401
+    from kosearch.storage.vectors import VectorStore  # noqa: F401
 
     return {"hwm_kib": hwm_kib()}
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kosearch.errors import ConfigError
-from kosearch.types import FUSION_METHODS, Metric
+from kosearch.types import FUSION_METHODS, Metric, parse_metric
 
 RRF_K = 60
 
@@ -63,7 +63,7 @@ class IndexSettings:
         batch_size: passages per encoder forward pass.
         fields: which record fields hold the id, text and title.
         strict: fail on empty texts instead of skipping them.
-        chunking: passage splitting settings (see :class:`kosearch.ingest.chunk.ChunkSettings`).
+        chunking: passage splitting settings (see :class:`ChunkSettings`).
         lexical: also build the Kiwi BM25 index (enables hybrid search).
         device: ``cpu``, ``cuda``, ... (None = auto).
         query_prompt: override the model's query prompt.
@@ -90,11 +90,12 @@ class IndexSettings:
     processes: int | None = None
 
     def validated_metric(self) -> Metric:
-        try:
-            return Metric(self.metric)
-        except ValueError:
-            valid = ", ".join(m.value for m in Metric)
-            raise ConfigError(f"unknown metric {self.metric!r}; choose one of: {valid}") from None
+        """``metric`` as a :class:`Metric` (see :func:`kosearch.types.parse_metric`).
+
+        Raises:
+            ConfigError: If it is not one of cosine, ip, l2.
+        """
+        return parse_metric(self.metric)
 
 
 

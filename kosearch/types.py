@@ -22,6 +22,19 @@ class Metric(str, Enum):
     L2 = "l2"
 
 
+def parse_metric(metric: Metric | str) -> Metric:
+    """Turn a string into a :class:`Metric`, with a clear error listing the valid ones.
+
+    Raises:
+        ConfigError: If it is not one of cosine, ip, l2.
+    """
+    try:
+        return Metric(metric)
+    except ValueError:
+        valid = ", ".join(m.value for m in Metric)
+        raise ConfigError(f"unknown metric {metric!r}; choose one of: {valid}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class Document:
     """One document of a corpus.
@@ -49,6 +62,11 @@ class Passage:
     start: int
     end: int
     title: str = ""
+
+
+def join_title(title: str, text: str) -> str:
+    """The text a model reads for a passage: ``title + "\\n" + text``, or ``text`` with no title."""
+    return f"{title}\n{text}" if title else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,3 +178,5 @@ HIT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Hit))
 """The keys of :meth:`Hit.to_dict`, in order."""
 REPORT_FIELDS: tuple[str, ...] = ("added", "updated", "unchanged", "deleted", "unknown")
 """What an update reports to a person or an HTTP client (the counts of :class:`UpdateReport`)."""
+QUERY_BACKENDS: tuple[str, ...] = ("auto", "onnx", "torch")
+"""How queries are encoded: onnxruntime on an ONNX export (auto, onnx) or sentence-transformers."""

@@ -18,7 +18,7 @@ from kosearch.storage.ann import (
     knn_recall,
     plan_index,
 )
-from kosearch.storage.store import VectorStore
+from kosearch.storage.vectors import VectorStore
 
 TYPES = [t for t in INDEX_TYPES if t != "auto"]
 IVF = ["ivf-flat", "ivf-pq", "ivf-sq8"]
@@ -314,8 +314,8 @@ def test_write_read_round_trip(
     tmp_path: Path,
 ) -> None:
     store = stores[index_type]
-    size = store.write(tmp_path)
-    loaded = VectorStore.read(tmp_path, "cosine", mmap=mmap, expected_bytes=size)
+    size = store.save(tmp_path)
+    loaded = VectorStore.load(tmp_path, "cosine", mmap=mmap, expected_bytes=size)
     assert loaded.mapped is mmap  # FAISS 1.15 maps every one of these types
     assert (loaded.kind, loaded.ntotal, loaded.search_params()) == (
         index_type,

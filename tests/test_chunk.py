@@ -1,4 +1,4 @@
-"""Sentence splitting and token-budget packing (kosearch.ingest.chunk) with the real me5 tokenizer."""
+"""Sentence splitting and token-budget packing (kosearch.ingest) with the real me5 tokenizer."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from kosearch.errors import ConfigError
-from kosearch.ingest.chunk import Chunker, ChunkStats, SentenceSplitter, TokenCounter
+from kosearch.ingest.chunk import Chunker, ChunkStats
+from kosearch.ingest.sentences import SentenceSplitter
+from kosearch.ingest.tokens import TokenCounter
 from kosearch.settings import ChunkSettings
 from kosearch.types import Document, Passage
 

@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from kosearch.errors import CorpusError
-from kosearch.ingest.corpus import CorpusReader, detect_format
+from kosearch.ingest.corpus import CorpusReader
+from kosearch.ingest.formats import detect_format
 from kosearch.settings import Fields
 from kosearch.types import Document
 

@@ -26,7 +26,8 @@ from kosearch.encoding.onnx_runtime import (
 from kosearch.encoding.precision import resolve_precision
 from kosearch.encoding.workers import auto_processes, worker_devices
 from kosearch.errors import ConfigError
-from kosearch.storage.manifest import MANIFEST_FILE, read_manifest
+from kosearch.storage.layout import MANIFEST_FILE
+from kosearch.storage.manifest import read_manifest
 
 TEXTS = [
     "오늘 서울은 맑다.",

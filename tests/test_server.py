@@ -29,8 +29,9 @@ from fakes import SAMPLE_DOCS, HashEncoder  # noqa: E402
 
 from kosearch import ConfigError, MissingDependencyError  # noqa: E402
 from kosearch.index import Index  # noqa: E402
-from kosearch.serving.app import ENV_SETTINGS, app_from_environment, create_app, serve  # noqa: E402
+from kosearch.serving.app import create_app  # noqa: E402
 from kosearch.serving.batcher import SearchBatcher  # noqa: E402
+from kosearch.serving.run import ENV_SETTINGS, app_from_environment, serve  # noqa: E402
 
 DOCS = SAMPLE_DOCS
 QUERIES = ["서울의 강", "부산 해수욕장", "김치 만드는 법", "한글 창제", "딥러닝 GPU", "제주 관광"]
@@ -222,11 +223,11 @@ def test_api_key_guards_everything_but_health(index: Index) -> None:
 def test_access_log_is_one_json_line_without_query_text(
     index: Index, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with TestClient(create_app(index)) as c, caplog.at_level(logging.INFO, "kosearch.serving.app"):
+    with TestClient(create_app(index)) as c, caplog.at_level(logging.INFO, "kosearch.server"):
         c.post("/search/batch", json={"queries": ["비밀 질문", "서울"]})
         c.post("/search", json={"query": "x", "k": 0})
     lines = [json.loads(r.getMessage()) for r in caplog.records
-             if r.name == "kosearch.serving.app.access"]
+             if r.name == "kosearch.server.access"]
     assert lines[0]["method"] == "POST" and lines[0]["path"] == "/search/batch"
     assert lines[0]["status"] == 200 and lines[0]["queries"] == 2 and lines[0]["ms"] >= 0
     assert lines[1]["status"] == 422 and lines[1]["queries"] == 0
@@ -235,9 +236,9 @@ def test_access_log_is_one_json_line_without_query_text(
 
 def test_access_log_can_include_queries(index: Index, caplog: pytest.LogCaptureFixture) -> None:
     with TestClient(create_app(index, log_queries=True)) as c, \
-            caplog.at_level(logging.INFO, "kosearch.serving.app"):
+            caplog.at_level(logging.INFO, "kosearch.server"):
         c.post("/search", json={"query": "비밀 질문"})
-    access = [r for r in caplog.records if r.name == "kosearch.serving.app.access"]
+    access = [r for r in caplog.records if r.name == "kosearch.server.access"]
     assert json.loads(access[-1].getMessage())["query"] == ["비밀 질문"]
 
 
@@ -390,7 +391,7 @@ def fake_uvicorn(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 def test_serve_runs_uvicorn_and_warns_on_open_host_without_key(
     index: Index, fake_uvicorn: list[dict[str, Any]], caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, "kosearch.serving.app"):
+    with caplog.at_level(logging.INFO, "kosearch.server"):
         serve(index, host="127.0.0.1", port=8123)
         assert "without an API key" not in caplog.text
         assert "http://127.0.0.1:8123" in caplog.text
@@ -410,7 +411,7 @@ def test_serve_with_workers_hands_settings_to_a_factory(
     index.save(tmp_path / "idx")
     serve(tmp_path / "idx", workers=3, api_key=KEY, max_k=5)
     (run,) = fake_uvicorn
-    assert run["app"] == "kosearch.serving.app:app_from_environment"
+    assert run["app"] == "kosearch.serving.run:app_from_environment"
     assert run["factory"] is True and run["workers"] == 3
     settings = json.loads(run["env"])
     assert settings["index"] == str(tmp_path / "idx") and settings["api_key"] == KEY
@@ -461,7 +462,7 @@ def test_cli_serve_loads_the_index_and_logs_url_and_warning(
 
     from kosearch.cli import cli
 
-    logger = logging.getLogger("kosearch.serving.app")
+    logger = logging.getLogger("kosearch.server")
     saved = (logger.handlers[:], logger.level, logger.propagate)
     try:
         result = CliRunner().invoke(cli, ["serve", "-i", str(tiny_index_dir), "--host",

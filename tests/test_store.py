@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from kosearch.errors import ConfigError, CorpusError, IndexFormatError
-from kosearch.storage.store import PASSAGES_FILE, VECTORS_FILE, PassageTable, VectorStore
+from kosearch.storage.layout import PASSAGES_FILE, VECTORS_FILE
+from kosearch.storage.passages import PassageTable
+from kosearch.storage.vectors import VectorStore
 from kosearch.types import Metric, Passage
 
 METRICS = ["cosine", "ip", "l2"]
@@ -256,9 +258,9 @@ def test_write_read_round_trip(metric: str, factory: str, mmap: bool, vectors: n
     store.add(vectors)
     queries = vectors[:5] + 0.5
     with tempfile.TemporaryDirectory() as tmp:
-        size = store.write(Path(tmp))
+        size = store.save(Path(tmp))
         assert size == (Path(tmp) / VECTORS_FILE).stat().st_size
-        loaded = VectorStore.read(Path(tmp), metric, mmap=mmap, expected_bytes=size)
+        loaded = VectorStore.load(Path(tmp), metric, mmap=mmap, expected_bytes=size)
         assert (loaded.dim, loaded.ntotal, loaded.metric, loaded.factory) == (
             store.dim, store.ntotal, Metric(metric), factory
         )
@@ -277,23 +279,23 @@ def test_write_read_round_trip(metric: str, factory: str, mmap: bool, vectors: n
 
 def test_read_errors_are_index_format_errors(tmp_path: Path) -> None:
     with pytest.raises(IndexFormatError, match=r"vectors\.faiss is missing"):
-        VectorStore.read(tmp_path, "cosine")
+        VectorStore.load(tmp_path, "cosine")
     store = VectorStore.create(8, "cosine")
     store.add(np.random.default_rng(0).random((50, 8)))
-    size = store.write(tmp_path)
+    size = store.save(tmp_path)
     with pytest.raises(IndexFormatError, match=r"inner-product \(cosine, ip\) metric, not l2"):
-        VectorStore.read(tmp_path, "l2")
+        VectorStore.load(tmp_path, "l2")
     path = tmp_path / VECTORS_FILE
     good = path.read_bytes()
     path.write_bytes(good[: size // 2])
     with pytest.raises(IndexFormatError, match="should be"):
-        VectorStore.read(tmp_path, "cosine", mmap=True, expected_bytes=size)
+        VectorStore.load(tmp_path, "cosine", mmap=True, expected_bytes=size)
     with pytest.raises(IndexFormatError, match=r"vectors\.faiss"):
-        VectorStore.read(tmp_path, "cosine")
+        VectorStore.load(tmp_path, "cosine")
     path.write_bytes(b"\x8b\x00garbage bytes, not FAISS" * 20)
     for mmap in (False, True):
         with pytest.raises(IndexFormatError, match="not a readable FAISS index") as caught:
-            VectorStore.read(tmp_path, "cosine", mmap=mmap)
+            VectorStore.load(tmp_path, "cosine", mmap=mmap)
         assert "\n" not in str(caught.value)
 
 
@@ -338,7 +340,7 @@ def test_writer_round_trips_records_in_several_appends(tmp_path: Path) -> None:
     meta = pq.ParquetFile(tmp_path / PASSAGES_FILE).metadata
     assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [8192, 8192, 822]
     assert meta.row_group(0).column(0).compression == "ZSTD"
-    table = PassageTable.read(tmp_path)
+    table = PassageTable.load(tmp_path)
     assert len(table) == len(everything)
     assert table.rows(range(len(everything))) == everything
     picks = [17000, 3, 3, 0, 9005]
@@ -352,7 +354,7 @@ def test_writer_round_trips_records_in_several_appends(tmp_path: Path) -> None:
 def test_empty_writer_gives_an_empty_table(tmp_path: Path) -> None:
     with PassageTable.writer(tmp_path):
         pass
-    table = PassageTable.read(tmp_path)
+    table = PassageTable.load(tmp_path)
     assert len(table) == 0 and table.rows([]) == [] and table.doc_ids() == []
 
 
@@ -379,8 +381,8 @@ def test_in_memory_table_select_concat_write(tmp_path: Path) -> None:
     head = PassageTable.from_passages(passages[:4], metas[:4])
     table = head.concat(PassageTable.from_passages(passages[4:], metas[4:]))
     kept = table.select([5, 0, 2])
-    assert kept.write(tmp_path) == 3
-    again = PassageTable.read(tmp_path)
+    assert kept.save(tmp_path) == 3
+    again = PassageTable.load(tmp_path)
     assert again.rows([0, 1, 2]) == [expected_record(passages[i], metas[i]) for i in (5, 0, 2)]
     with pytest.raises(IndexError):
         again.rows([3])
@@ -392,31 +394,31 @@ def test_in_memory_table_select_concat_write(tmp_path: Path) -> None:
 
 def test_passage_read_errors_are_index_format_errors(tmp_path: Path) -> None:
     with pytest.raises(IndexFormatError, match=r"passages\.parquet is missing"):
-        PassageTable.read(tmp_path)
-    PassageTable.from_passages(*make_passages(50)).write(tmp_path)
+        PassageTable.load(tmp_path)
+    PassageTable.from_passages(*make_passages(50)).save(tmp_path)
     path = tmp_path / PASSAGES_FILE
     good = path.read_bytes()
     for cut in (0, 3, len(good) // 2, len(good) - 5):
         path.write_bytes(good[:cut])
         with pytest.raises(IndexFormatError, match=r"passages\.parquet") as caught:
-            PassageTable.read(tmp_path)
+            PassageTable.load(tmp_path)
         assert "\n" not in str(caught.value)
     path.write_bytes(b"PAR1" + b"\x00garbage" * 50 + b"PAR1")
     with pytest.raises(IndexFormatError, match="not a readable Parquet file"):
-        PassageTable.read(tmp_path)
+        PassageTable.load(tmp_path)
     pq.write_table(pa.table({"doc_id": ["a"], "text": ["t"]}), path)
     with pytest.raises(IndexFormatError, match="chunk, title, start, end, meta"):
-        PassageTable.read(tmp_path)
+        PassageTable.load(tmp_path)
     columns = {
         "doc_id": ["a"], "chunk": ["x"], "text": ["t"], "title": [""],
         "start": [0], "end": [1], "meta": ["{}"],
     }
     pq.write_table(pa.table(columns), path)
     with pytest.raises(IndexFormatError, match="wrong type"):
-        PassageTable.read(tmp_path)
+        PassageTable.load(tmp_path)
     pq.write_table(pa.table({**columns, "chunk": [0], "meta": ["{not json"]}), path)
     with pytest.raises(IndexFormatError, match="row 0"):
-        PassageTable.read(tmp_path).rows([0])
+        PassageTable.load(tmp_path).rows([0])
 
 
 def test_content_hashes_round_trip_and_old_tables_read_as_unknown(tmp_path: Path) -> None:
@@ -427,10 +429,10 @@ def test_content_hashes_round_trip_and_old_tables_read_as_unknown(tmp_path: Path
         writer.append(passages, metas, ["h0", "h1", "h2"])
         with pytest.raises(ValueError, match="hashes"):
             writer.append(passages, metas, ["h0"])
-    assert PassageTable.read(tmp_path).column("hash").to_pylist() == ["h0", "h1", "h2"]
+    assert PassageTable.load(tmp_path).column("hash").to_pylist() == ["h0", "h1", "h2"]
     table = pq.read_table(tmp_path / "passages.parquet").drop_columns(["hash"])
     pq.write_table(table, tmp_path / "passages.parquet")
-    assert PassageTable.read(tmp_path).column("hash").to_pylist() == ["", "", ""]
+    assert PassageTable.load(tmp_path).column("hash").to_pylist() == ["", "", ""]
 
 
 @pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])

@@ -15,7 +15,7 @@ from kosearch.build import run as indexer
 from kosearch.build.checkpoint import checkpoint_path
 from kosearch.errors import ConfigError, CorpusError
 from kosearch.index import Index
-from kosearch.storage.store import VectorStore
+from kosearch.storage.vectors import VectorStore
 from kosearch.types import Document
 
 TOPICS = [

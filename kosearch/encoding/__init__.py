@@ -1,1 +1,4 @@
-"""Models: registry, loading and devices, the encoder, precision, worker processes, ONNX query runtime, reranker."""
+"""Models: registry, loading and devices, the encoder, precision, worker processes, the ONNX
+query export and runtime, the reranker."""
+
+from __future__ import annotations

@@ -3,7 +3,8 @@
 This is the only module that imports ``sentence_transformers`` (and torch), and it does so
 inside functions, so ``import kosearch`` stays cheap. Prompts are resolved once, at load
 time, in this order: an explicit argument, the registry entry of the model id
-(:mod:`kosearch.encoding.registry`), the prompts saved in the model's own config, and finally ``""``.
+(:mod:`kosearch.encoding.registry`), the prompts saved in the model's own config, and finally
+``""``.
 """
 
 from __future__ import annotations
@@ -252,7 +253,7 @@ class SentenceTransformerEncoder:
                 max_tokens=self.max_tokens, precision=self.precision, threads=threads,
             )
             logger.info("encoding with %d worker processes (%d threads each)", n, threads)
-            self._pool = EncodePool(spec, worker_devices(self.device, n, gpus))
+            self._pool = EncodePool(spec, worker_devices(self.device, n, gpus), worker_encoder)
             self._pool_finalizer = weakref.finalize(self, EncodePool.close, self._pool)
         return self._pool
 
@@ -304,6 +305,18 @@ class SentenceTransformerEncoder:
                 normalize_embeddings=False,
             )
         return np.ascontiguousarray(vectors.float().cpu().numpy(), dtype=np.float32)
+
+
+def worker_encoder(spec: Mapping[str, Any], device: str) -> SentenceTransformerEncoder:
+    """The encoder of one worker process of an :class:`~kosearch.encoding.workers.EncodePool`.
+
+    Args:
+        spec: the fields of the parent's :class:`~kosearch.encoding.workers.WorkerSpec` but
+            ``threads`` (the parent's ``device`` is ignored).
+        device: this worker's device.
+    """
+    options = {k: v for k, v in spec.items() if k not in ("model", "device")}
+    return SentenceTransformerEncoder(spec["model"], device=device, processes=1, **options)
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -1,8 +1,8 @@
 """Where models come from and run: device choice, and loading from a directory, the local
 cache or the Hugging Face hub, failing fast and clearly when offline.
 
-Shared by :mod:`kosearch.encoding.encoder` and :mod:`kosearch.encoding.rerank`; imports no ML library at module
-level.
+Shared by :mod:`kosearch.encoding.encoder` and :mod:`kosearch.encoding.rerank`; imports no ML
+library at module level.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Exporting a sentence-transformers model's query path to ONNX (see :mod:`kosearch.encoding.onnx_runtime`).
+"""Exporting a model's query path to ONNX, and choosing between that export and torch for queries.
+
+The export is run by :mod:`kosearch.encoding.onnx_runtime`; :func:`load_query_encoder` opens it,
+makes it first when it is missing, or falls back to torch.
 
 Needs torch (the model is loaded anyway when this runs) and the ``onnx`` package, which
 ``torch.onnx.export`` uses. The export is checked before it is published: onnxruntime must give
@@ -18,12 +21,14 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from kosearch._version import __version__
+from kosearch.encoding import onnx_runtime
 from kosearch.encoding.onnx_runtime import (
     DATA_FILE,
     EXPORT_VERSION,
@@ -35,7 +40,8 @@ from kosearch.encoding.onnx_runtime import (
     export_dir,
     read_export,
 )
-from kosearch.errors import MissingDependencyError, ModelLoadError
+from kosearch.errors import ConfigError, KosearchError, MissingDependencyError, ModelLoadError
+from kosearch.types import QUERY_BACKENDS
 
 if TYPE_CHECKING:
     from kosearch.encoding.encoder import SentenceTransformerEncoder
@@ -272,3 +278,50 @@ def prepare_instant_queries(encoder: Any) -> Path | None:
     log.info("query model ready for instant queries (%s, %.1fs)", directory,
              time.perf_counter() - start)
     return directory
+
+
+# ------------------------------------------------------------------ choosing the query encoder
+
+
+
+
+def load_query_encoder(info: Any, backend: str, device: str | None,
+                       load_torch: Callable[[], Any]) -> Any:
+    """The query encoder for an index whose manifest model is ``info``: load or export, then load.
+
+    Args:
+        info: the manifest's :class:`~kosearch.storage.manifest.ModelInfo`.
+        backend: ``torch`` (always load the model with sentence-transformers), ``onnx`` or
+            ``auto`` (onnxruntime on the cached export, made first if missing; torch, with a
+            one-line notice, where that is not possible). ``onnx`` and ``auto`` differ only on
+            a GPU device, where ``auto`` keeps torch.
+        device: the requested torch device (``None`` = auto).
+        load_torch: loads the sentence-transformers encoder (called at most once).
+
+    Returns:
+        An :class:`OnnxQueryEncoder` or what ``load_torch`` returned.
+    """
+    if backend not in QUERY_BACKENDS:
+        raise ConfigError(f"unknown query backend {backend!r}; use one of {QUERY_BACKENDS}")
+    if backend == "torch" or (backend == "auto" and device not in (None, "auto", "cpu")):
+        return load_torch()
+    if not onnx_runtime.onnxruntime_available():  # looked up on the module: tests replace it
+        log.info("onnxruntime is not installed, so queries load torch (slower start); "
+                 "pip install onnxruntime onnx for instant queries")
+        return load_torch()
+    directory = export_dir(info.fingerprint, info.max_tokens)
+    try:
+        return OnnxQueryEncoder(directory, name=info.name, query_prompt=info.query_prompt,
+                                passage_prompt=info.passage_prompt)
+    except OnnxCacheError as e:
+        if directory.exists():
+            log.warning("%s; rebuilding it", e)
+    encoder = load_torch()
+    try:
+        log.info("exporting the query model to ONNX once, for instant queries from now on")
+        made = ensure_export(encoder)
+        return OnnxQueryEncoder(made, name=info.name, query_prompt=info.query_prompt,
+                                passage_prompt=info.passage_prompt)
+    except KosearchError as e:
+        log.info("queries use torch: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return encoder

@@ -1,9 +1,9 @@
 """Instant queries: the query encoder as an ONNX model run by onnxruntime + tokenizers.
 
 A one-shot ``kosearch query`` used to spend ~6 s importing torch and sentence-transformers to
-encode a dozen tokens. The same model, exported once to ONNX (:mod:`kosearch.encoding.onnx_export`), runs
-with onnxruntime, tokenizers and numpy only, and gives the same vectors (cosine >= 0.9999,
-checked when the export is made and in the tests).
+encode a dozen tokens. The same model, exported once to ONNX
+(:mod:`kosearch.encoding.onnx_export`), runs with onnxruntime, tokenizers and numpy only, and
+gives the same vectors (cosine >= 0.9999, checked when the export is made and in the tests).
 
 An export lives in a per-user cache directory named after the model's weight fingerprint and
 token limit (``<cache>/onnx/<fingerprint>-<max_tokens>-v2``), so every index built with the same
@@ -213,52 +213,3 @@ def _as_list(texts: Sequence[str]) -> list[str]:
     if isinstance(texts, str):
         raise TypeError("texts must be a sequence of strings, not a single string")
     return list(texts)
-
-
-QUERY_BACKENDS = ("auto", "onnx", "torch")
-
-
-def load_query_encoder(info: Any, backend: str, device: str | None,
-                       load_torch: Callable[[], Any]) -> Any:
-    """The query encoder for an index whose manifest model is ``info``.
-
-    Args:
-        info: the manifest's :class:`~kosearch.storage.manifest.ModelInfo`.
-        backend: ``torch`` (always load the model with sentence-transformers), ``onnx`` or
-            ``auto`` (onnxruntime on the cached export, made first if missing; torch, with a
-            one-line notice, where that is not possible). ``onnx`` and ``auto`` differ only on
-            a GPU device, where ``auto`` keeps torch.
-        device: the requested torch device (``None`` = auto).
-        load_torch: loads the sentence-transformers encoder (called at most once).
-
-    Returns:
-        An :class:`OnnxQueryEncoder` or what ``load_torch`` returned.
-    """
-    from kosearch.errors import ConfigError
-
-    if backend not in QUERY_BACKENDS:
-        raise ConfigError(f"unknown query backend {backend!r}; use one of {QUERY_BACKENDS}")
-    if backend == "torch" or (backend == "auto" and device not in (None, "auto", "cpu")):
-        return load_torch()
-    if not onnxruntime_available():
-        log.info("onnxruntime is not installed, so queries load torch (slower start); "
-                 "pip install onnxruntime onnx for instant queries")
-        return load_torch()
-    directory = export_dir(info.fingerprint, info.max_tokens)
-    try:
-        return OnnxQueryEncoder(directory, name=info.name, query_prompt=info.query_prompt,
-                                passage_prompt=info.passage_prompt)
-    except OnnxCacheError as e:
-        if directory.exists():
-            log.warning("%s; rebuilding it", e)
-    encoder = load_torch()
-    try:
-        from kosearch.encoding.onnx_export import ensure_export
-
-        log.info("exporting the query model to ONNX once, for instant queries from now on")
-        made = ensure_export(encoder)
-        return OnnxQueryEncoder(made, name=info.name, query_prompt=info.query_prompt,
-                                passage_prompt=info.passage_prompt)
-    except KosearchError as e:
-        log.info("queries use torch: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
-        return encoder

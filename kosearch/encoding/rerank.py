@@ -199,3 +199,19 @@ def _check_is_cross_encoder(model: Any, name: str) -> None:
             f"cannot use '{name}' as a reranker: it is an embedding model ({saved[0]}) without "
             "a scoring head, not a cross-encoder; pass a cross-encoder (reranker) model"
         )
+
+
+class RerankerCache:
+    """Cross-encoders by model id, each loaded once on first use (on ``device``)."""
+
+    def __init__(self, device: str | None = None) -> None:
+        self._device = device
+        self._loaded: dict[str, Reranker] = {}
+
+    def get(self, rerank: Reranker | str | None) -> Reranker | None:
+        """``rerank`` itself unless it is a model id or path: then its loaded cross-encoder."""
+        if rerank is None or not isinstance(rerank, str):
+            return rerank
+        if rerank not in self._loaded:
+            self._loaded[rerank] = CrossEncoderReranker(rerank, device=self._device)
+        return self._loaded[rerank]

@@ -7,7 +7,9 @@ off for large corpora on machines with many cores or several GPUs: :func:`auto_p
 decides. On the 2-core machine kosearch was measured on, one process with two threads was
 faster than two single-threaded processes (README, "Speed"), so ``auto`` uses one there.
 
-Imports no ML library at module level.
+The pool never imports the encoder module: the parent passes a picklable, module-level
+function that builds a worker's encoder (:func:`kosearch.encoding.encoder.worker_encoder`), which
+the spawned child imports by reference. Imports no ML library at module level.
 """
 
 from __future__ import annotations
@@ -70,15 +72,21 @@ def worker_devices(device: str, processes: int, gpus: int) -> list[str]:
     return [device] * processes
 
 
+BuildEncoder = Callable[[dict[str, Any], str], Any]
+"""Builds a worker's encoder from the fields of a :class:`WorkerSpec` (without ``threads``) and
+the worker's device; must be a module-level function, so that it pickles by reference."""
+
+
 class EncodePool:
     """A pool of worker processes, each holding a copy of the encoder.
 
     Args:
         spec: how to rebuild the encoder in each worker.
         devices: one device per worker.
+        build: makes the encoder in each worker (see :data:`BuildEncoder`).
     """
 
-    def __init__(self, spec: WorkerSpec, devices: Sequence[str]) -> None:
+    def __init__(self, spec: WorkerSpec, devices: Sequence[str], build: BuildEncoder) -> None:
         if not devices:
             raise ConfigError("a worker pool needs at least one process")
         context = multiprocessing.get_context("spawn")
@@ -87,7 +95,7 @@ class EncodePool:
         for device in devices:
             self._queue.put(device)
         self._pool = context.Pool(
-            self.size, initializer=_init_worker, initargs=(asdict(spec), self._queue)
+            self.size, initializer=_init_worker, initargs=(build, asdict(spec), self._queue)
         )
 
     def map(
@@ -110,17 +118,13 @@ class EncodePool:
 _WORKER: Any = None
 
 
-def _init_worker(spec: dict[str, Any], devices: Any) -> None:
+def _init_worker(build: BuildEncoder, spec: dict[str, Any], devices: Any) -> None:
     global _WORKER
     import torch
 
-    from kosearch.encoding.encoder import SentenceTransformerEncoder
-
     torch.set_num_threads(max(1, spec.pop("threads")))
     device = devices.get()
-    _WORKER = SentenceTransformerEncoder(spec.pop("model"), device=device, processes=1, **{
-        k: v for k, v in spec.items() if k != "device"
-    })
+    _WORKER = build(spec, device)
 
 
 def _encode_slice(texts: list[str]) -> NDArray[np.float32]:

@@ -7,17 +7,15 @@ file and line of anything malformed.
 from __future__ import annotations
 
 import contextlib
-import gzip
-import json
 import math
 import os
-import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kosearch.errors import DatasetError
+from kosearch.ingest.jsonl import read_jsonl, read_lines
 
 STS_FILES: tuple[str, ...] = ("pairs.tsv", "pairs.jsonl", "sts-dev.tsv")
 _STS_FIELDS = ("sentence1", "sentence2", "score")
@@ -169,34 +167,9 @@ def _available_splits(root: Path) -> str:
     return f" (qrels/ has: {', '.join(splits)})" if splits else ""
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield (line number from 1, text), splitting on ``\\n`` only; ``.gz`` is decompressed."""
-    opener: Callable[..., Any] = gzip.open if path.name.endswith(".gz") else open
-    try:
-        with opener(path, "rb") as handle:
-            for number, raw in enumerate(handle, start=1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    where = f"{path}:{number}"
-                    raise DatasetError(f"{where}: the line is not valid UTF-8 text") from None
-                if number == 1:
-                    line = line.removeprefix("\ufeff")
-                yield number, line.rstrip("\r\n")
-    except (OSError, EOFError, zlib.error) as exc:  # OSError covers gzip.BadGzipFile
-        reason = getattr(exc, "strerror", None) or exc
-        raise DatasetError(f"cannot read '{path}' ({reason})") from exc
-
-
-def _json_object(line: str, where: str) -> dict[str, Any]:
-    """Parse one JSONL line that must hold an object."""
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
-    if not isinstance(record, dict):
-        raise DatasetError(f"{where}: expected a JSON object, found {type(record).__name__}")
-    return record
+def _json_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number from 1, object) for the non-blank lines of a JSONL file."""
+    return read_jsonl(path, error=DatasetError, type_name=lambda value: type(value).__name__)
 
 
 def _names(record: Mapping[str, Any]) -> str:
@@ -226,7 +199,7 @@ def _read_qrels(path: Path) -> dict[str, dict[str, int]]:
     """Read ``query-id, corpus-id, score`` rows; a first line with no numeric score is a header."""
     qrels: dict[str, dict[str, int]] = {}
     seen_line = False
-    for number, line in _lines(path):
+    for number, line in read_lines(path, error=DatasetError):
         if not line.strip():
             continue
         fields = [f.strip() for f in (line.split("\t") if "\t" in line else line.split())]
@@ -253,11 +226,8 @@ def _read_queries(path: Path, qrels: Mapping[str, object]) -> tuple[dict[str, st
     """Read ``{"_id", "text"}`` lines; return the judged queries and the count of the others."""
     queries: dict[str, str] = {}
     first_seen: dict[str, int] = {}
-    for number, line in _lines(path):
-        if not line.strip():
-            continue
+    for number, record in _json_objects(path):
         where = f"{path}:{number}"
-        record = _json_object(line, where)
         key = "_id" if "_id" in record else "id"
         qid, text = record.get(key), record.get("text")
         if qid is None or text is None:
@@ -280,7 +250,7 @@ def _read_queries(path: Path, qrels: Mapping[str, object]) -> tuple[dict[str, st
 def _sts_tsv_rows(path: Path) -> Iterator[tuple[str, str, str, str]]:
     """Yield (where, sentence1, sentence2, raw score) from a tab-separated file with a header."""
     columns: list[int] | None = None
-    for number, line in _lines(path):
+    for number, line in read_lines(path, error=DatasetError):
         if not line.strip():
             continue
         fields = line.split("\t")
@@ -304,11 +274,8 @@ def _sts_tsv_rows(path: Path) -> Iterator[tuple[str, str, str, str]]:
 
 def _sts_jsonl_rows(path: Path) -> Iterator[tuple[str, str, str, object]]:
     """Yield (where, sentence1, sentence2, raw score) from JSONL objects."""
-    for number, line in _lines(path):
-        if not line.strip():
-            continue
+    for number, record in _json_objects(path):
         where = f"{path}:{number}"
-        record = _json_object(line, where)
         missing = [f"'{c}'" for c in _STS_FIELDS if c not in record]
         if missing:
             fields = ", ".join(missing)

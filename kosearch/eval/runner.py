@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from kosearch.errors import ConfigError
 from kosearch.eval.datasets import BeirDataset, StsPairs
 from kosearch.eval.metrics import evaluate_run, latency_summary, sts_correlations
+from kosearch.storage.layout import MANIFEST_FILE
 from kosearch.types import Mode
 
 if TYPE_CHECKING:
@@ -175,7 +176,7 @@ def cached_index(
     fingerprint = encoder.fingerprint + ("" if precision == "fp32" else f"/{precision}")
     key = cache_key(dataset.corpus_path, fingerprint, encoder.name, True)
     path = cache_dir / "eval" / key
-    if (path / "manifest.json").is_file():
+    if (path / MANIFEST_FILE).is_file():
         try:
             index = Index.load(path, encoder=encoder)
             log.info("using the cached evaluation index %s", path)

@@ -1,4 +1,4 @@
-"""Korean sentence splitting and packing of documents into passages that fit the model.
+"""Packing of documents into passages of whole sentences that fit the model's token budget.
 
 A passage is a run of whole sentences of one document, ``doc.text[start:end]``, such that
 ``prompt + title + "\\n" + text`` plus the model's special tokens fits the token budget. Every
@@ -12,227 +12,30 @@ only needs the sentence ends just before the point where the budget runs out, so
 window of ``48 + overlap`` tokens before that point and 16 after it (widened backwards when it
 holds no sentence end), about an eighth of the text at 512 tokens. With small budgets or large
 overlaps, where windows would re-read most of the text, whole documents are split up front
-instead. Kiwi and tokenizer calls are batched over all the documents being packed.
+instead. Kiwi and tokenizer calls are batched over all the documents being packed
+(:mod:`kosearch.ingest.plan_driver`).
 """
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_right
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from itertools import accumulate
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kosearch.errors import ConfigError
-from kosearch.lexical.kiwi import KiwiLoader
+from kosearch.ingest.plan_driver import MeasureRequest, Request, SplitRequest, drive_plans
+from kosearch.ingest.sentences import SentenceSplitter
+from kosearch.ingest.tokens import Span, TokenCounter
 from kosearch.settings import ChunkSettings
-from kosearch.types import Document, Passage
-
-if TYPE_CHECKING:
-    import kiwipiepy
-    import tokenizers
-
-Span = tuple[int, int]
+from kosearch.types import Document, Passage, join_title
 
 _MIN_ROOM = 16  # content tokens a budget must leave after the prompt and special tokens
 _CONTEXT = 48  # tokens before a cut that Kiwi sees (plus the overlap)
 _LOOKAHEAD = 16  # tokens after a cut that Kiwi sees, so it can judge the boundary
 _DEFAULT_CAP = 512
-_TERMINALS = frozenset(".!?。！？…‼⁇⁈⁉")
-_CLOSERS = frozenset("\"'”’」』)]}》〉")
-_END_THEN_SPACE = re.compile(r"[.!?。！？…][\"'”’」』)\]]*\s")
-
-
-class TokenCounter:
-    """Counts tokens the way the model sees them, from its fast (Rust) ``tokenizers.Tokenizer``.
-
-    The tokenizer is copied, and truncation and padding are switched off on the copy, so the
-    counts are never capped and the caller's tokenizer is left untouched.
-
-    Attributes:
-        max_tokens: The model's maximum sequence length, special tokens included.
-        prompt: The text the model puts before every passage (e.g. ``"passage: "``).
-        overhead: Tokens every passage pays for the prompt and the special tokens, measured as
-            ``full_length(["가"]) - count(["가"])``.
-
-    Example:
-        >>> counter = TokenCounter.from_file("model/tokenizer.json", max_tokens=512,
-        ...                                  prompt="passage: ")
-        >>> counter.count(["안녕하세요."])
-        [2]
-    """
-
-    def __init__(
-        self, tokenizer: tokenizers.Tokenizer, *, max_tokens: int, prompt: str = ""
-    ) -> None:
-        if max_tokens < 1:
-            raise ConfigError(f"the model's max_tokens must be positive, got {max_tokens}")
-        copy = type(tokenizer).from_str(tokenizer.to_str())
-        copy.no_truncation()
-        copy.no_padding()
-        self._tokenizer = copy
-        self.max_tokens = max_tokens
-        self.prompt = prompt
-        self.overhead = max(0, self.full_length(["가"])[0] - self.count(["가"])[0])
-
-    @classmethod
-    def from_file(cls, path: str, *, max_tokens: int, prompt: str = "") -> TokenCounter:
-        """Load a ``tokenizer.json`` file (see ``__init__`` for the arguments)."""
-        from tokenizers import Tokenizer
-
-        return cls(Tokenizer.from_file(str(path)), max_tokens=max_tokens, prompt=prompt)
-
-    def count(self, texts: Sequence[str]) -> list[int]:
-        """Content tokens of each text: no special tokens, no prompt."""
-        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        return [len(e.ids) for e in encodings]
-
-    def spans(self, text: str) -> list[Span]:
-        """Character ``(start, end)`` of each content token of ``text``, in order."""
-        return list(self._tokenizer.encode(text, add_special_tokens=False).offsets)
-
-    def spans_batch(self, texts: Sequence[str]) -> list[list[Span]]:
-        """``spans`` of many texts in one batched call."""
-        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        return [list(e.offsets) for e in encodings]
-
-    def full_length(self, texts: Sequence[str]) -> list[int]:
-        """Exact tokens the model sees for ``prompt + text``, special tokens included."""
-        prompted = [self.prompt + text for text in texts]
-        return [len(e.ids) for e in self._tokenizer.encode_batch(prompted)]
-
-    def full_length_with_spans(self, texts: Sequence[str]) -> list[tuple[int, list[Span]]]:
-        """``full_length`` and the content-token ``spans`` of each text, from one encoding of
-        ``prompt + text``; spans are relative to ``text`` (a token straddling the prompt and
-        the text starts at 0)."""
-        shift = len(self.prompt)
-        out: list[tuple[int, list[Span]]] = []
-        for e in self._tokenizer.encode_batch([self.prompt + text for text in texts]):
-            pairs = zip(e.offsets, e.special_tokens_mask, strict=True)
-            spans = [(max(0, a - shift), b - shift) for (a, b), sp in pairs if not sp and b > shift]
-            out.append((len(e.ids), spans))
-        return out
-
-
-class SentenceSplitter:
-    """Korean sentence boundaries from Kiwi, as character spans into the original texts.
-
-    Kiwi handles endings without final punctuation, quotations, numbers such as ``3.5`` and
-    abbreviations. Two repairs are applied on top: a boundary Kiwi puts inside a run of
-    non-space characters is kept only after sentence-final punctuation (Kiwi sometimes splits
-    before an emoji or after Hanja), and texts longer than ``max_chars`` are cut into windows
-    (at a line break, else after sentence punctuation, else at a space) before Kiwi sees them,
-    which bounds the memory of one call. Whitespace between sentences belongs to no span.
-
-    Args:
-        num_workers: Kiwi worker threads; ``None`` uses every core.
-        max_chars: Longest piece of text handed to Kiwi in one go.
-        kiwi: An existing ``kiwipiepy.Kiwi`` to share (it takes ~300 MB); ``num_workers`` is
-            then that of the given instance.
-
-    Example:
-        >>> SentenceSplitter(num_workers=1).split(["비가 온다. 우산을 챙겨라"])
-        [[(0, 6), (7, 14)]]
-    """
-
-    def __init__(
-        self,
-        *,
-        num_workers: int | None = None,
-        max_chars: int = 20_000,
-        kiwi: kiwipiepy.Kiwi | None = None,
-    ) -> None:
-        if num_workers is not None and num_workers < 1:
-            raise ConfigError(f"Kiwi num_workers must be at least 1, got {num_workers}")
-        if max_chars < 100:
-            raise ConfigError(f"the splitter's max_chars must be at least 100, got {max_chars}")
-        self._max_chars = max_chars
-        self._loader = KiwiLoader(num_workers=num_workers, purpose="Korean sentence splitting",
-                                  kiwi=kiwi)
-        self.chars_analyzed = 0  # characters Kiwi has been given (a cost figure for benchmarks)
-
-    @property
-    def kiwi(self) -> kiwipiepy.Kiwi:
-        """The Kiwi analyzer (loaded on first use, with
-        :data:`kosearch.lexical.kiwi.DEFAULT_DICTS` unless given), to share with the BM25 analyzer."""
-        return self._loader.get()
-
-    def split(self, texts: Sequence[str]) -> list[list[Span]]:
-        """Sentence spans of every text, in one batched (multi-threaded) Kiwi call.
-
-        Args:
-            texts: The texts to split.
-
-        Returns:
-            For each text, its sentences as ``(start, end)`` with ``text[start:end]`` free of
-            leading and trailing whitespace; an empty list for a whitespace-only text.
-        """
-        jobs = [
-            (i, offset, piece)
-            for i, text in enumerate(texts)
-            for offset, piece in _windows(text, self._max_chars)
-            if piece.strip()
-        ]
-        cuts: list[list[int]] = [[] for _ in texts]
-        if jobs:
-            self.chars_analyzed += sum(len(piece) for _, _, piece in jobs)
-            pieces = [piece for _, _, piece in jobs]
-            found = self._loader.get().split_into_sents(pieces, return_sub_sents=False)
-            for (i, offset, piece), sentences in zip(jobs, found, strict=True):
-                cuts[i].extend(offset + s.end for s in sentences)
-                cuts[i].append(offset + len(piece))
-        return [_spans_from_cuts(text, c) for text, c in zip(texts, cuts, strict=True)]
-
-
-def _windows(text: str, max_chars: int) -> Iterator[tuple[int, str]]:
-    """``(offset, piece)`` windows of at most ``max_chars`` covering ``text``."""
-    pos = 0
-    while len(text) - pos > max_chars:
-        cut = _window_cut(text, pos, pos + max_chars)
-        yield pos, text[pos:cut]
-        pos = cut
-    yield pos, text[pos:]
-
-
-def _window_cut(text: str, low: int, high: int) -> int:
-    """Where to end a window: a line break, sentence punctuation or space in its second half."""
-    half = low + (high - low) // 2
-    newline = text.rfind("\n", half, high)
-    if newline >= 0:
-        return newline + 1
-    ends = [m.end() for m in _END_THEN_SPACE.finditer(text, half, high)]
-    if ends:
-        return ends[-1]
-    space = text.rfind(" ", half, high)
-    return space + 1 if space >= 0 else high
-
-
-def _spans_from_cuts(text: str, cuts: list[int]) -> list[Span]:
-    """Whitespace-trimmed spans between the accepted cut positions."""
-    spans: list[Span] = []
-    start = 0
-    for cut in sorted(set(cuts)):
-        if cut < len(text) and not _is_boundary(text, cut):
-            continue
-        segment = text[start:cut]
-        body = segment.strip()
-        if body:
-            first = start + len(segment) - len(segment.lstrip())
-            spans.append((first, first + len(body)))
-        start = cut
-    return spans
-
-
-def _is_boundary(text: str, pos: int) -> bool:
-    """A sentence may end at ``pos``: at whitespace, or right after final punctuation."""
-    if pos <= 0 or text[pos].isspace() or text[pos - 1].isspace():
-        return True
-    i = pos - 1
-    while i > 0 and pos - i < 8 and text[i] in _CLOSERS:
-        i -= 1
-    return text[i] in _TERMINALS
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,23 +61,6 @@ class ChunkStats:
     def __add__(self, other: ChunkStats) -> ChunkStats:
         names = [f.name for f in fields(self)]
         return ChunkStats(*(getattr(self, n) + getattr(other, n) for n in names))
-
-
-@dataclass(frozen=True, slots=True)
-class _Split:
-    """A request to the driver: Kiwi sentence spans of ``text``."""
-
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Measure:
-    """A request to the driver: the exact encoded length of ``text``."""
-
-    text: str
-
-
-_Request = _Split | _Measure
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,7 +120,7 @@ class Chunker:
 
     def encode_text(self, passage: Passage) -> str:
         """The text to encode (the model adds its prompt): ``title + "\\n" + text`` or ``text``."""
-        return _compose(self._title_for(passage.title)[0], passage.text)
+        return join_title(self._title_for(passage.title)[0], passage.text)
 
     def chunk(self, docs: Sequence[Document]) -> list[Passage]:
         """Split documents into passages; batched over all of them (pass a few thousand at once).
@@ -351,11 +137,11 @@ class Chunker:
             return self._whole(docs)
         bounds = [_content_bounds(doc.text) for doc in docs]
         nonempty = [(doc, a, b) for doc, (a, b) in zip(docs, bounds, strict=True) if a < b]
-        whole = [_compose(self._title_for(d.title)[0], d.text[a:b]) for d, a, b in nonempty]
+        whole = [join_title(self._title_for(d.title)[0], d.text[a:b]) for d, a, b in nonempty]
         measured = self._counter.full_length_with_spans(whole)
         kept = [self._prepare(*n, *m) for n, m in zip(nonempty, measured, strict=True)]
         kept = self._presplit(kept)
-        plans = _drive([self._plan(d) for d in kept], self._splitter, self._counter)
+        plans = drive_plans([self._plan(d) for d in kept], self._splitter, self._counter)
         passages: list[Passage] = []
         cuts = over = 0
         for d, (spans, doc_cuts, doc_over) in zip(kept, plans, strict=True):
@@ -419,10 +205,10 @@ class Chunker:
         room = self.budget - self._counter.overhead - title_tokens
         return _Doc(doc, start, end, starts, ends, title, room, length)
 
-    def _measure(self, d: _Doc, start: int, end: int) -> _Measure:
-        return _Measure(_compose(d.title, d.doc.text[start:end]))
+    def _measure(self, d: _Doc, start: int, end: int) -> MeasureRequest:
+        return MeasureRequest(join_title(d.title, d.doc.text[start:end]))
 
-    def _plan(self, d: _Doc) -> Generator[_Request, Any, tuple[list[Span], int, int]]:
+    def _plan(self, d: _Doc) -> Generator[Request, Any, tuple[list[Span], int, int]]:
         """Passage spans of one document, the sentences it cut, and passages over budget."""
         spans: list[Span] = []
         cuts = over = 0
@@ -456,7 +242,7 @@ class Chunker:
 
     def _passage(
         self, d: _Doc, leads: list[int], new: int
-    ) -> Generator[_Request, Any, tuple[int, int, list[int], bool, int]]:
+    ) -> Generator[Request, Any, tuple[int, int, list[int], bool, int]]:
         """``(start, end, sentence starts, cut?, length)`` of the passage whose new text begins
         at ``new``. It starts at the first of ``leads`` (overlap starts, then ``new``) that
         leaves room for at least one new sentence."""
@@ -494,7 +280,7 @@ class Chunker:
 
     def _boundary(
         self, d: _Doc, new: int, limit: int
-    ) -> Generator[_Request, Any, tuple[int | None, list[int]]]:
+    ) -> Generator[Request, Any, tuple[int | None, list[int]]]:
         """The last sentence end in ``(new, limit]`` and the sentence starts Kiwi saw before it.
 
         Kiwi reads a window from ``_CONTEXT + overlap`` tokens before ``limit`` to
@@ -515,7 +301,7 @@ class Chunker:
             begin = max(first, at_limit - back)
             low = new if begin == first else max(new, d.starts[begin])
             high = d.end if stop >= len(ends) else min(d.end, ends[stop - 1])
-            found = yield _Split(d.doc.text[low:high])
+            found = yield SplitRequest(d.doc.text[low:high])
             sentences = [(low + s, low + e) for s, e in found]
             closed = sentences if high >= d.end else sentences[:-1]
             candidates = [e for _, e in closed if new < e <= limit]
@@ -528,7 +314,7 @@ class Chunker:
             stop = min(stop, begin + _LOOKAHEAD)
             back *= 2
 
-    def _token_cut(self, d: _Doc, new: int) -> Generator[_Request, Any, tuple[int, int]]:
+    def _token_cut(self, d: _Doc, new: int) -> Generator[Request, Any, tuple[int, int]]:
         """Cut the over-long sentence starting at ``new``: ``(end, length)`` of its first piece."""
         first = bisect_right(d.ends, new)
         room = d.room
@@ -572,36 +358,6 @@ def _cut_point(d: _Doc, first: int, room: int, new: int) -> int:
     return end
 
 
-def _drive(
-    plans: list[Generator[_Request, Any, Any]], splitter: SentenceSplitter, counter: TokenCounter
-) -> list[Any]:
-    """Run the per-document plans in lock-step, answering their requests in batches: one Kiwi
-    call and one tokenizer call per round, over every document still being packed."""
-    results: list[Any] = [None] * len(plans)
-    pending: dict[int, _Request] = {}
-
-    def advance(i: int, reply: Any) -> None:
-        try:
-            pending[i] = plans[i].send(reply)
-        except StopIteration as stop:
-            results[i] = stop.value
-            pending.pop(i, None)
-
-    for i in range(len(plans)):
-        advance(i, None)
-    while pending:
-        splits = [(i, r.text) for i, r in pending.items() if isinstance(r, _Split)]
-        measures = [(i, r.text) for i, r in pending.items() if isinstance(r, _Measure)]
-        answers: list[Any] = []
-        if splits:
-            answers += splitter.split([text for _, text in splits])
-        if measures:
-            answers += counter.full_length([text for _, text in measures])
-        for (i, _), answer in zip(splits + measures, answers, strict=True):
-            advance(i, answer)
-    return results
-
-
 def _resolve_budget(counter: TokenCounter, settings: ChunkSettings) -> int:
     """The token budget of one passage; raises ConfigError for settings that cannot work."""
     if settings.max_tokens is not None and settings.max_tokens < 1:
@@ -629,10 +385,6 @@ def _resolve_budget(counter: TokenCounter, settings: ChunkSettings) -> int:
             f"tokens of text a passage of max_tokens {budget} can hold"
         )
     return budget
-
-
-def _compose(title: str, text: str) -> str:
-    return f"{title}\n{text}" if title else text
 
 
 def _content_bounds(text: str) -> Span:

@@ -17,7 +17,10 @@ Example:
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+from kosearch.types import HIT_FIELDS
 
 if TYPE_CHECKING:
     from kosearch.types import Hit
@@ -35,13 +38,14 @@ def hit_metadata(hit: Hit) -> dict[str, Any]:
     """Everything about a hit but its text, as plain JSON-ready values (for framework metadata).
 
     Returns:
-        ``{"id", "chunk", "score", "rank", "title", "start", "end", "meta", "scores"}``.
+        Every field of :data:`~kosearch.types.HIT_FIELDS` but ``text``: the plain values first
+        (``id``, ``chunk``, ``score``, ``rank``, ``title``, ``start``, ``end``), then the
+        mappings, copied to dicts (``meta``, ``scores``).
     """
-    return {
-        "id": hit.id, "chunk": hit.chunk, "score": hit.score, "rank": hit.rank,
-        "title": hit.title, "start": hit.start, "end": hit.end,
-        "meta": dict(hit.meta), "scores": dict(hit.scores),
-    }
+    values = {name: getattr(hit, name) for name in HIT_FIELDS if name != "text"}
+    plain = {name: v for name, v in values.items() if not isinstance(v, Mapping)}
+    nested = {name: dict(v) for name, v in values.items() if isinstance(v, Mapping)}
+    return {**plain, **nested}
 
 
 def __getattr__(name: str) -> Any:

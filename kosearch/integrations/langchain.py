@@ -32,6 +32,7 @@ import numpy as np
 
 from kosearch.index import Index
 from kosearch.integrations import hit_metadata
+from kosearch.types import MODES
 
 __all__ = ["KosearchEmbeddings", "KosearchRetriever"]
 
@@ -55,7 +56,7 @@ class KosearchRetriever(BaseRetriever):
 
     index: Index
     k: int = Field(default=4, gt=0)
-    mode: Literal["hybrid", "dense", "lexical"] | None = None
+    mode: Literal[MODES] | None = None  # type: ignore[valid-type]
     passages: bool = False
     # The index's tokenizer and Kiwi are not safe to share between threads, and LangChain's
     # ``batch`` runs ``invoke`` on a thread pool: searches of one retriever take turns.

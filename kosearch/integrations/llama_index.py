@@ -32,13 +32,14 @@ except ImportError as e:  # pragma: no cover - exercised by simulating the missi
 
 from kosearch.index import Index
 from kosearch.integrations import hit_metadata
-from kosearch.types import Hit, parse_mode
+from kosearch.types import HIT_FIELDS, Hit, parse_mode
 
 __all__ = ["KosearchLlamaRetriever"]
 
 #: Metadata kept out of the text that LlamaIndex shows the LLM or re-embeds: only ``title``
-#: and ``meta`` describe the content; the rest is bookkeeping.
-_BOOKKEEPING = ["id", "chunk", "score", "rank", "start", "end", "scores"]
+#: and ``meta`` describe the content (and ``text`` is the node's text, not metadata); the rest
+#: is bookkeeping.
+_BOOKKEEPING = [name for name in HIT_FIELDS if name not in ("text", "title", "meta")]
 
 
 class KosearchLlamaRetriever(BaseRetriever):

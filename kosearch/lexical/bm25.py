@@ -1,42 +1,33 @@
-"""BM25 over Korean morphemes: index build, search, and a pickle-free disk format.
+"""BM25 over Korean morphemes: the index, its build, update and search.
 
-Texts become terms through an analyzer (:mod:`kosearch.lexical.analyzers`; by default Kiwi morphemes,
-:class:`~kosearch.lexical.analyzers.MorphemeAnalyzer`). Scores are the Lucene variant of BM25
-(``bm25s`` method ``"lucene"``)::
+Texts become terms through an analyzer (:mod:`kosearch.lexical.analyzers`; by default Kiwi
+morphemes, :class:`~kosearch.lexical.analyzers.MorphemeAnalyzer`). Scores are the Lucene variant
+of BM25 (``bm25s`` method ``"lucene"``)::
 
     idf(t)      = ln(1 + (N - df(t) + 0.5) / (df(t) + 0.5))
     score(q, d) = sum over query terms t of  idf(t) * tf / (tf + k1 * (1 - b + b * |d| / avgdl))
 
 A query term given twice counts twice. ``bm25s`` builds the per-term score matrix; it is stored
-as ``.npy`` (``allow_pickle=False``) beside JSON and searched here, so that rows matching no term
-are never returned and ties break by ascending row.
+as ``.npy`` (``allow_pickle=False``) beside JSON (:mod:`kosearch.lexical.format`) and searched
+here, so that rows matching no term are never returned and ties break by ascending row.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import islice
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from kosearch.errors import ConfigError, IndexFormatError, MissingDependencyError
-from kosearch.lexical.analyzers import Analyzer, MorphemeAnalyzer, analyzer_from_config
+from kosearch._batched import batched
+from kosearch.errors import IndexFormatError, MissingDependencyError
+from kosearch.lexical.analyzers import Analyzer, MorphemeAnalyzer
+from kosearch.lexical.format import METHOD, DocTerms, read_index, write_index
 
 if TYPE_CHECKING:
     from kosearch.lexical.child_analysis import ChildAnalysis
-
-FORMAT_VERSION = 2  # 2 adds the per-row term ids (terms.npy, terms_indptr.npy) used by updates
-METHOD = "lucene"
-
-def _batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:
-    it = iter(texts)
-    while batch := list(islice(it, size)):
-        yield batch
 
 
 def _score_matrix(
@@ -84,41 +75,12 @@ def _analyze(
 ) -> list[list[int]]:
     """Term ids per text, growing ``vocab`` with new terms."""
     docs: list[list[int]] = []
-    for batch in _batches(texts, batch_size):
+    for batch in batched(texts, batch_size):
         for terms in analyzer.tokenize(batch):
             docs.append([vocab.setdefault(t, len(vocab)) for t in terms])
         if on_batch is not None:
             on_batch(len(batch))
     return docs
-
-
-class DocTerms:
-    """Each row's term ids (with repeats) in CSR form: row ``i`` is ``ids[indptr[i]:indptr[i+1]]``.
-
-    Kept beside the score matrix so that an update re-scores kept rows without analyzing them
-    again. Loaded memory-mapped: searches never touch it.
-    """
-
-    def __init__(self, ids: NDArray[np.int32], indptr: NDArray[np.int64]) -> None:
-        self.ids = ids
-        self.indptr = indptr
-
-    @classmethod
-    def from_lists(cls, docs: list[list[int]]) -> DocTerms:
-        lengths = np.fromiter((len(d) for d in docs), dtype=np.int64, count=len(docs))
-        indptr = np.zeros(len(docs) + 1, np.int64)
-        np.cumsum(lengths, out=indptr[1:])
-        ids = np.fromiter((t for d in docs for t in d), dtype=np.int32, count=int(indptr[-1]))
-        return cls(ids, indptr)
-
-    def lists(
-        self, rows: Sequence[int] | NDArray[np.integer[Any]], num_docs: int
-    ) -> list[list[int]]:
-        keys = np.asarray(rows, dtype=np.int64).reshape(-1)
-        if keys.size and (keys.min() < 0 or keys.max() >= num_docs):
-            raise IndexError(f"a kept row is out of range for {num_docs} rows")
-        ids, indptr = self.ids, self.indptr
-        return [ids[indptr[r]:indptr[r + 1]].tolist() for r in keys.tolist()]
 
 
 class LexicalIndex:
@@ -245,8 +207,9 @@ class LexicalIndex:
         """Get ready for a search soon; a no-op for analyzers that need no loading.
 
         With ``analysis`` (a child process analyzing the queries about to be searched, see
-        :mod:`kosearch.lexical.child_analysis`) and a Kiwi analyzer not loaded yet, a :meth:`search` for
-        exactly those queries takes the child's terms, so this process never loads Kiwi.
+        :mod:`kosearch.lexical.child_analysis`) and a Kiwi analyzer not loaded yet, a
+        :meth:`search` for exactly those queries takes the child's terms, so this process never
+        loads Kiwi.
         Otherwise Kiwi starts loading in a background thread.
         """
         if getattr(self._analyzer, "loaded", True):
@@ -324,23 +287,10 @@ class LexicalIndex:
         Args:
             directory: Target directory; existing files of the same names are overwritten.
         """
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        header = {
-            "format_version": FORMAT_VERSION,
-            **self.config(),
-            "num_docs": self._num_docs,
-            "num_terms": len(self._vocab),
-        }
-        text = json.dumps(header, ensure_ascii=False, indent=2)
-        (directory / "config.json").write_text(text + "\n", "utf-8")
-        terms = sorted(self._vocab, key=self._vocab.__getitem__)
-        (directory / "vocab.json").write_text(json.dumps(terms, ensure_ascii=False), "utf-8")
         arrays = {"data": self._data, "indices": self._indices, "indptr": self._indptr}
         if self._terms is not None:
             arrays |= {"terms": self._terms.ids, "terms_indptr": self._terms.indptr}
-        for name, array in arrays.items():
-            np.save(directory / f"{name}.npy", array, allow_pickle=False)
+        write_index(Path(directory), self.config(), self._vocab, arrays, self._num_docs)
 
     @classmethod
     def load(cls, directory: Path) -> LexicalIndex:
@@ -355,137 +305,8 @@ class LexicalIndex:
         Raises:
             IndexFormatError: If a file is missing, corrupt, inconsistent or from a newer format.
         """
-        directory = Path(directory)
-        header = _read_header(directory / "config.json")
-        terms = _read_vocab(directory / "vocab.json", header["num_terms"])
-        arrays = _read_arrays(directory, header["num_docs"], header["num_terms"])
-        analyzer = _analyzer_of(header, directory / "config.json")
-        vocab = {t: i for i, t in enumerate(terms)}
-        doc_terms = _read_doc_terms(directory, header["num_docs"], header["num_terms"])
+        stored = read_index(Path(directory))
         return cls(
-            analyzer, vocab, arrays, header["num_docs"], k1=header["k1"], b=header["b"],
-            terms=doc_terms,
+            stored.analyzer, stored.vocab, stored.arrays, stored.num_docs, k1=stored.k1,
+            b=stored.b, terms=stored.terms,
         )
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise IndexFormatError(f"lexical index file {path} is missing.") from None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise IndexFormatError(f"lexical index file {path} is not valid JSON ({e}).") from e
-
-
-def read_analyzer(directory: str | os.PathLike[str]) -> Analyzer:
-    """The analyzer of the lexical index saved in ``directory``, without reading the index.
-
-    Raises:
-        IndexFormatError: If its ``config.json`` is missing, corrupt or from a newer format.
-    """
-    path = Path(directory) / "config.json"
-    return _analyzer_of(_read_header(path), path)
-
-
-def _analyzer_of(header: dict[str, Any], path: Path) -> Analyzer:
-    try:
-        return analyzer_from_config(header["tokenizer"])
-    except ConfigError as e:
-        raise IndexFormatError(
-            f"lexical index file {path} has an invalid tokenizer ({str(e).rstrip('.')})."
-        ) from e
-
-
-def _read_header(path: Path) -> dict[str, Any]:
-    header = _read_json(path)
-    if not isinstance(header, dict):
-        raise IndexFormatError(f"lexical index file {path} does not hold a JSON object.")
-    version = header.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise IndexFormatError(
-            f"lexical index file {path} has format version {version!r}, "
-            f"but this kosearch reads versions up to {FORMAT_VERSION}."
-        )
-    counts = [header.get(f) for f in ("num_docs", "num_terms")]
-    params = [header.get(f) for f in ("k1", "b")]
-    if (
-        not all(isinstance(c, int) and c >= 0 for c in counts)
-        or not all(isinstance(p, (int, float)) for p in params)
-        or not isinstance(header.get("tokenizer"), dict)
-    ):
-        raise IndexFormatError(
-            f"lexical index file {path} lacks valid num_docs, num_terms, k1, b or tokenizer fields."
-        )
-    if header.get("method") != METHOD:
-        raise IndexFormatError(
-            f"lexical index file {path} uses BM25 method {header.get('method')!r}, "
-            f"but only {METHOD!r} is supported."
-        )
-    return header
-
-
-def _read_vocab(path: Path, num_terms: int) -> list[str]:
-    terms = _read_json(path)
-    if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms):
-        raise IndexFormatError(f"lexical index file {path} is not a JSON list of strings.")
-    if len(terms) != num_terms or len(set(terms)) != num_terms:
-        raise IndexFormatError(
-            f"lexical index file {path} holds {len(terms)} terms ({len(set(terms))} distinct), "
-            f"but config.json says {num_terms}."
-        )
-    return terms
-
-
-def _read_npy(path: Path, kind: str) -> NDArray[Any]:
-    try:
-        array = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise IndexFormatError(f"lexical index file {path} is missing.") from None
-    except (OSError, ValueError, EOFError) as e:
-        raise IndexFormatError(f"lexical index file {path} is not a plain .npy array ({e}).") from e
-    if not isinstance(array, np.ndarray) or array.ndim != 1 or array.dtype.kind != kind:
-        raise IndexFormatError(f"lexical index file {path} does not hold a 1-d {kind!r} array.")
-    return array
-
-
-def _read_arrays(
-    directory: Path, num_docs: int, num_terms: int
-) -> tuple[NDArray[np.float32], NDArray[np.int32], NDArray[np.int64]]:
-    data = _read_npy(directory / "data.npy", "f").astype(np.float32, copy=False)
-    indices = _read_npy(directory / "indices.npy", "i").astype(np.int32, copy=False)
-    indptr = _read_npy(directory / "indptr.npy", "i").astype(np.int64, copy=False)
-    problem = None
-    if indptr.size != num_terms + 1 or indptr[0] != 0 or np.any(np.diff(indptr) < 0):
-        problem = "indptr.npy does not match the vocabulary"
-    elif data.size != indices.size or indptr[-1] != data.size:
-        problem = "data.npy, indices.npy and indptr.npy disagree in length"
-    elif indices.size and (indices.min() < 0 or indices.max() >= num_docs):
-        problem = "indices.npy refers to rows outside the index"
-    elif not np.all(np.isfinite(data)):
-        problem = "data.npy holds non-finite scores"
-    if problem:
-        raise IndexFormatError(f"the lexical index in {directory} is corrupt: {problem}.")
-    return data, indices, indptr
-
-
-def _read_doc_terms(directory: Path, num_docs: int, num_terms: int) -> DocTerms | None:
-    """The per-row term ids (memory-mapped), or None for a format-1 index without them."""
-    paths = [directory / "terms.npy", directory / "terms_indptr.npy"]
-    if not all(p.is_file() for p in paths):
-        return None
-    try:
-        ids, indptr = (np.load(p, mmap_mode="r", allow_pickle=False) for p in paths)
-    except (OSError, ValueError, EOFError) as e:
-        raise IndexFormatError(
-            f"the lexical index in {directory} has an unreadable terms file ({e})."
-        ) from e
-    if (
-        ids.ndim != 1 or ids.dtype.kind != "i" or indptr.ndim != 1 or indptr.dtype.kind != "i"
-        or indptr.size != num_docs + 1 or (indptr.size and indptr[-1] != ids.size)
-        or (ids.size and (int(ids.max()) >= num_terms or int(ids.min()) < 0))
-    ):
-        raise IndexFormatError(
-            f"the lexical index in {directory} is corrupt: terms.npy and terms_indptr.npy do not "
-            "match the index."
-        )
-    return DocTerms(ids, indptr)

@@ -1,9 +1,10 @@
 """Analyzing a few query texts in a child process, while this process loads the query encoder.
 
 Kiwi holds the GIL for all of its ~0.9 s load, so in a thread it only stalls the encoder's load
-beside it. A one-shot hybrid query therefore hands its texts to ``python -m kosearch.lexical.child_analysis``,
-which rebuilds the analyzer from its config, analyzes them and prints the terms as JSON. Both
-loads then run on their own cores and this process never loads Kiwi at all.
+beside it. A one-shot hybrid query therefore hands its texts to
+``python -m kosearch.lexical.child_analysis``, which rebuilds the analyzer from its config,
+analyzes them and prints the terms as JSON. Both loads then run on their own cores and this
+process never loads Kiwi at all.
 
 Anything that goes wrong (no second core, a child that fails or prints nonsense) only costs the
 speed-up: :meth:`ChildAnalysis.terms` returns ``None`` and the caller analyzes in-process.
@@ -38,8 +39,8 @@ def cores() -> int:
 class ChildAnalysis:
     """The terms of ``texts`` under a saved lexical index's analyzer, computed by a child.
 
-    Start one with :meth:`for_index` (or :meth:`start`), which return ``None`` where a child
-    would not pay off; collect with :meth:`terms`.
+    Start one with :meth:`start` (given an index's ``lexical/`` folder), which returns
+    ``None`` where a child would not pay off; collect with :meth:`terms`.
     """
 
     def __init__(self, texts: list[str], process: subprocess.Popen[bytes]) -> None:
@@ -47,14 +48,6 @@ class ChildAnalysis:
         self._process = process
         self._result: Any = None
         self._done = False
-
-    @classmethod
-    def for_index(cls, index_dir: str | os.PathLike[str],
-                  texts: Sequence[str]) -> ChildAnalysis | None:
-        """Analyze ``texts`` with the analyzer of the index at ``index_dir``."""
-        from kosearch.storage.manifest import LEXICAL_DIR
-
-        return cls.start(Path(index_dir) / LEXICAL_DIR, texts)
 
     @classmethod
     def start(cls, lexical_dir: str | os.PathLike[str],
@@ -130,7 +123,7 @@ class ChildAnalysis:
 
 def _child_env() -> dict[str, str]:
     """This environment, with this kosearch first on the child's import path."""
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])  # the directory holding kosearch/
     paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
@@ -138,7 +131,7 @@ def _child_env() -> dict[str, str]:
 def main() -> None:
     """Read ``{"lexical": dir, "texts": [...]}`` on stdin; print the analyzer's config and the
     terms of each text as JSON."""
-    from kosearch.lexical.bm25 import read_analyzer
+    from kosearch.lexical.format import read_analyzer
 
     request = json.loads(sys.stdin.buffer.read())
     analyzer = read_analyzer(request["lexical"])

@@ -1,1 +1,4 @@
-"""The HTTP server: the app, request/response schemas, batching, middleware."""
+"""The HTTP server: the app and its routes, request/response schemas, running it with uvicorn,
+batching, middleware, logger names."""
+
+from __future__ import annotations

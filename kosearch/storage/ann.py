@@ -2,8 +2,8 @@
 
 :func:`plan_index` turns ``--index-type`` and the collection size into an :class:`IndexPlan`
 (a ``faiss.index_factory`` string, how many vectors to train on, query-time defaults);
-:func:`build_store` trains and fills a :class:`~kosearch.storage.store.VectorStore` from it, reading the
-vectors in row chunks so a memory-mapped array is never loaded whole.
+:func:`build_store` trains and fills a :class:`~kosearch.storage.vectors.VectorStore` from it,
+reading the vectors in row chunks so a memory-mapped array is never loaded whole.
 
 ``auto`` keeps exact search up to :data:`AUTO_EXACT_MAX` vectors and picks ``hnsw`` above it;
 the threshold and the defaults come from ``bench/scale.py`` (figures in ``bench/SCALE.md``).
@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kosearch.errors import ConfigError
-from kosearch.storage.store import VectorStore
+from kosearch.storage.vectors import VectorStore
 from kosearch.types import INDEX_TYPES, Metric
 
 __all__ = [

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from kosearch.errors import IndexFormatError, IndexNotFoundError
+from kosearch.settings import ChunkSettings, Fields, IndexSettings
+from kosearch.storage.layout import MANIFEST_FILE
 
 FORMAT_VERSION = 1
-MANIFEST_FILE = "manifest.json"
-LEXICAL_DIR = "lexical"  # the BM25 part of an index directory
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +53,23 @@ class Manifest:
     def to_json(self) -> str:
         """Serialize as pretty, UTF-8 JSON."""
         return json.dumps(asdict(self), ensure_ascii=False, indent=2, sort_keys=False)
+
+    def settings(self) -> IndexSettings:
+        """The settings this index was built with, as a build would be given them.
+
+        Read back from the sections the manifest records them in (``model``, ``metric``,
+        ``fields``, ``chunking``, ``lexical``, ``faiss``); an update runs with these.
+        """
+        chunking = {k: self.chunking[k] for k in ("max_tokens", "overlap", "enabled")
+                    if k in self.chunking}
+        return IndexSettings(
+            model=self.model.name, metric=self.metric,
+            fields=Fields(**self.fields) if self.fields else Fields(),
+            chunking=ChunkSettings(**chunking), lexical=self.lexical is not None,
+            query_prompt=self.model.query_prompt, passage_prompt=self.model.passage_prompt,
+            index_type=self.faiss.get("requested") or "flat",
+            precision=self.model.precision,
+        )
 
 
 def now_iso() -> str:

@@ -1,0 +1,313 @@
+"""The passage table of an index: row-aligned passage records in Parquet (``passages.parquet``).
+
+Row i of the table is row i of the vectors (:mod:`kosearch.storage.vectors`).
+
+Memory: a :class:`PassageTable` keeps the whole table in memory once loaded, about 36 bytes per
+row plus the UTF-8 bytes of its doc id, text, title and meta JSON (Korean is 3 bytes a
+character, so a 500-character passage costs about 1.5 KB).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from kosearch.errors import ConfigError, CorpusError, IndexFormatError
+from kosearch.storage.checks import check_file, checked_rows, error_reason
+from kosearch.storage.layout import PASSAGES_FILE
+from kosearch.types import Passage
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["PassageTable", "PassageWriter", "encode_meta"]
+
+ROW_GROUP_ROWS = 8192
+# Up to this many rows, PassageTable.rows gathers slices: Table.take would import pandas (0.2 s
+# of a one-shot query); more rows are cheaper taken.
+_SLICE_ROWS = 256
+COLUMNS = ("doc_id", "chunk", "text", "title", "start", "end", "meta", "hash")
+#: Columns an index written before content hashes may lack (filled with "" = unknown).
+OPTIONAL_COLUMNS = ("hash",)
+
+
+class PassageWriter:
+    """Streams passages into ``passages.parquet`` (zstd, row groups of 8192 rows).
+
+    Use it as a context manager; on an exception the partial file is deleted.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        """Open ``directory/passages.parquet`` for writing (prefer :meth:`PassageTable.writer`)."""
+        import pyarrow.parquet as pq
+
+        self.path = Path(directory) / PASSAGES_FILE
+        try:
+            self._writer: Any = pq.ParquetWriter(self.path, _schema(), compression="zstd")
+        except OSError as error:
+            raise ConfigError(f"cannot write the passage table {self.path}: {error}") from error
+        self._pending: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+        self._rows = 0
+        self._closed = False
+
+    def append(
+        self,
+        passages: Sequence[Passage],
+        metas: Sequence[Mapping[str, Any]],
+        hashes: Sequence[str] | None = None,
+    ) -> None:
+        """Add passages with their documents' meta fields and content hashes (one per passage).
+
+        Raises:
+            CorpusError: If a meta mapping is not JSON-serializable.
+            ValueError: If the lengths differ or the writer is closed.
+        """
+        if self._closed:
+            raise ValueError("the passage writer is closed")
+        hashes = [""] * len(passages) if hashes is None else hashes
+        if not len(passages) == len(metas) == len(hashes):
+            raise ValueError(
+                f"got {len(passages)} passages but {len(metas)} metas and {len(hashes)} hashes"
+            )
+        encoded = [encode_meta(meta, passage.doc_id) for passage, meta in zip(passages, metas)]
+        pending = self._pending  # extended only once every meta encoded, so a failure adds nothing
+        pending["doc_id"] += [p.doc_id for p in passages]
+        pending["chunk"] += [p.chunk for p in passages]
+        pending["text"] += [p.text for p in passages]
+        pending["title"] += [p.title for p in passages]
+        pending["start"] += [p.start for p in passages]
+        pending["end"] += [p.end for p in passages]
+        pending["meta"] += encoded
+        pending["hash"] += list(hashes)
+        while len(pending["doc_id"]) >= ROW_GROUP_ROWS:
+            self._flush(ROW_GROUP_ROWS)
+
+    def append_table(self, table: pa.Table | pa.RecordBatch) -> None:
+        """Add rows that already have the passage columns (e.g. rows kept from another table)."""
+        import pyarrow as pa
+
+        self._flush(len(self._pending["doc_id"]))
+        if table.num_rows:
+            data = pa.Table.from_batches([table]) if isinstance(table, pa.RecordBatch) else table
+            self._writer.write_table(
+                data.select(list(COLUMNS)).cast(_schema()), row_group_size=ROW_GROUP_ROWS
+            )
+            self._rows += table.num_rows
+
+    def close(self) -> int:
+        """Finish the file (idempotent) and return how many rows it holds."""
+        if not self._closed:
+            self._flush(len(self._pending["doc_id"]))
+            self._writer.close()
+            self._closed = True
+        return self._rows
+
+    def abort(self) -> None:
+        """Close and delete the partial file."""
+        self._closed = True
+        self._writer.close()
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> PassageWriter:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+    def _flush(self, n: int) -> None:
+        """Write the first ``n`` pending rows as one row group."""
+        import pyarrow as pa
+
+        if n == 0:
+            return
+        chunk = {name: values[:n] for name, values in self._pending.items()}
+        table = pa.Table.from_pydict(chunk, schema=_schema())
+        self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        for values in self._pending.values():
+            del values[:n]
+        self._rows += n
+
+
+class PassageTable:
+    """Row-aligned passage records, stored as Parquet (zstd, row groups of 8192).
+
+    Columns: ``doc_id`` string, ``chunk`` int32, ``text``, ``title`` strings, ``start``,
+    ``end`` int64, ``meta`` (the document's other fields as JSON text) and ``hash`` (the
+    document's content hash, which tells an update whether to re-encode it; "" if unknown).
+
+    Example:
+        >>> table = PassageTable.from_passages([Passage("d1", 0, "안녕", 0, 2)], [{"k": 1}])
+        >>> table.rows([0])[0]["meta"]
+        {'k': 1}
+    """
+
+    def __init__(self, table: pa.Table, path: Path | None = None) -> None:
+        """Wrap a pyarrow table with the passage schema (prefer :meth:`load`)."""
+        self._table = table
+        self._path = path
+
+    @classmethod
+    def writer(cls, directory: Path) -> PassageWriter:
+        """A streaming writer of ``directory/passages.parquet``."""
+        return PassageWriter(directory)
+
+    @classmethod
+    def from_passages(
+        cls, passages: Sequence[Passage], metas: Sequence[Mapping[str, Any]]
+    ) -> PassageTable:
+        """An in-memory table of these passages (``metas[i]`` belongs to ``passages[i]``)."""
+        import pyarrow as pa
+
+        if len(passages) != len(metas):
+            raise ValueError(f"got {len(passages)} passages but {len(metas)} metas")
+        columns = {
+            "doc_id": [p.doc_id for p in passages],
+            "chunk": [p.chunk for p in passages],
+            "text": [p.text for p in passages],
+            "title": [p.title for p in passages],
+            "start": [p.start for p in passages],
+            "end": [p.end for p in passages],
+            "meta": [encode_meta(m, p.doc_id) for p, m in zip(passages, metas)],
+            "hash": [""] * len(passages),
+        }
+        return cls(pa.Table.from_pydict(columns, schema=_schema()))
+
+    @classmethod
+    def load(cls, directory: Path) -> PassageTable:
+        """Load ``directory/passages.parquet`` into memory.
+
+        Raises:
+            IndexFormatError: If the file is missing, corrupt, or lacks columns.
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = Path(directory) / PASSAGES_FILE
+        check_file(path, None)
+        try:
+            # ParquetFile, not read_table: that imports pyarrow.dataset and pandas (~0.25 s).
+            table = pq.ParquetFile(path).read()
+        except (pa.ArrowException, OSError) as error:
+            raise IndexFormatError(
+                f"{path} is not a readable Parquet file ({error_reason(error)})"
+            ) from error
+        for name in OPTIONAL_COLUMNS:
+            if name not in table.column_names:
+                table = table.append_column(name, pa.array([""] * table.num_rows, pa.string()))
+        missing = [name for name in COLUMNS if name not in table.column_names]
+        if missing:
+            raise IndexFormatError(
+                f"{path} lacks the column(s) {', '.join(missing)}; the index is corrupt"
+            )
+        try:
+            table = table.select(list(COLUMNS)).cast(_schema())
+        except (pa.ArrowException, ValueError) as error:
+            raise IndexFormatError(
+                f"{path} has columns of the wrong type ({error_reason(error)})"
+            ) from error
+        if any(column.null_count for column in table.columns):
+            raise IndexFormatError(f"{path} has empty (null) cells; the index is corrupt")
+        return cls(table, path)
+
+    def __len__(self) -> int:
+        return int(self._table.num_rows)
+
+    @property
+    def table(self) -> pa.Table:
+        """The underlying pyarrow table (``meta`` still JSON text)."""
+        return self._table
+
+    def rows(self, rows: Sequence[int]) -> list[dict[str, Any]]:
+        """The records of ``rows``, in the order given, with ``meta`` decoded to a dict.
+
+        Raises:
+            IndexError: If a row is out of range.
+            IndexFormatError: If a stored meta is not valid JSON.
+        """
+        import pyarrow as pa
+
+        keys = checked_rows(rows, len(self))
+        if 0 < len(keys) <= _SLICE_ROWS:  # a search's hits: no compute kernel, which imports pandas
+            picked = pa.concat_tables([self._table.slice(row, 1) for row in keys.tolist()])
+        else:
+            picked = self._table.take(keys)
+        records: list[dict[str, Any]] = picked.to_pylist()
+        for row, record in zip(keys.tolist(), records):
+            try:
+                record["meta"] = json.loads(record["meta"])
+            except ValueError:
+                where = self._path or "the passage table"
+                raise IndexFormatError(
+                    f"{where} row {row} has a meta field that is not valid JSON."
+                ) from None
+        return records
+
+    def doc_ids(self) -> list[str]:
+        """The ``doc_id`` of every row."""
+        return [str(value) for value in self._table.column("doc_id").to_pylist()]
+
+    def column(self, name: str) -> pa.ChunkedArray:
+        """One column (``meta`` as JSON text)."""
+        if name not in COLUMNS:
+            raise ValueError(f"unknown column {name!r}; the columns are {', '.join(COLUMNS)}")
+        return self._table.column(name)
+
+    def select(self, rows: Sequence[int]) -> PassageTable:
+        """A new table of ``rows`` in the order given (e.g. the rows kept after a delete)."""
+        return PassageTable(self._table.take(checked_rows(rows, len(self))))
+
+    def concat(self, other: PassageTable) -> PassageTable:
+        """A new table: these rows followed by ``other``'s."""
+        import pyarrow as pa
+
+        return PassageTable(pa.concat_tables([self._table, other.table]).combine_chunks())
+
+    def save(self, directory: Path) -> int:
+        """Write ``directory/passages.parquet`` and return the number of rows."""
+        import pyarrow.parquet as pq
+
+        path = Path(directory) / PASSAGES_FILE
+        try:
+            pq.write_table(self._table, path, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+        except OSError as error:
+            raise ConfigError(f"cannot write the passage table {path}: {error}") from error
+        return len(self)
+
+
+def _schema() -> pa.Schema:
+    """The passage table schema."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("doc_id", pa.string()),
+            ("chunk", pa.int32()),
+            ("text", pa.string()),
+            ("title", pa.string()),
+            ("start", pa.int64()),
+            ("end", pa.int64()),
+            ("meta", pa.string()),
+            ("hash", pa.string()),
+        ]
+    )
+
+
+def encode_meta(meta: Mapping[str, Any], doc_id: str) -> str:
+    """A document's meta fields as JSON text (Korean kept readable)."""
+    try:
+        return json.dumps(dict(meta), ensure_ascii=False)
+    except (TypeError, ValueError) as error:
+        raise CorpusError(
+            f"the fields of document {doc_id!r} cannot be stored as JSON: {error}"
+        ) from error
