@@ -1,16 +1,18 @@
 """kosearch: semantic and hybrid search over Korean document collections.
 
 Importing this package is cheap: torch, sentence-transformers, faiss and kiwipiepy load only
-when an index is built, loaded or searched.
+when an index is built, loaded or searched. Every name a public signature uses is here, in
+``__all__``; ``Index``, ``Encoder``, ``Reranker`` and the operations load on first access.
 """
 
 from __future__ import annotations
 
 import logging
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from kosearch._version import __version__  # noqa: E402
-from kosearch.errors import (  # noqa: E402
+from kosearch._version import __version__
+from kosearch.errors import (
     ConfigError,
     CorpusError,
     DatasetError,
@@ -21,36 +23,58 @@ from kosearch.errors import (  # noqa: E402
     ModelLoadError,
     ModelMismatchError,
 )
-from kosearch.types import Document, Hit, Metric, Passage  # noqa: E402
+from kosearch.settings import ChunkSettings, Fields, Fusion, IndexSettings
+from kosearch.types import Document, Hit, Metric, Mode, Passage, UpdateReport
 
 if TYPE_CHECKING:
+    from kosearch.encoding.encoder import Encoder
+    from kosearch.encoding.rerank import Reranker
     from kosearch.index import Index
+    from kosearch.operations import IndexingResult, index_directory, search_directory
 
 __all__ = [
+    "ChunkSettings",
     "ConfigError",
     "CorpusError",
     "DatasetError",
     "Document",
+    "Encoder",
+    "Fields",
+    "Fusion",
     "Hit",
     "Index",
     "IndexFormatError",
     "IndexNotFoundError",
+    "IndexSettings",
+    "IndexingResult",
     "KosearchError",
     "Metric",
     "MissingDependencyError",
+    "Mode",
     "ModelLoadError",
     "ModelMismatchError",
     "Passage",
+    "Reranker",
+    "UpdateReport",
     "__version__",
+    "index_directory",
+    "search_directory",
 ]
+
+# name -> the module that defines it; imported on first access (they pull in numpy, faiss...)
+_LAZY = {
+    "Index": "kosearch.index",
+    "Encoder": "kosearch.encoding.encoder",
+    "Reranker": "kosearch.encoding.rerank",
+    "IndexingResult": "kosearch.operations",
+    "index_directory": "kosearch.operations",
+    "search_directory": "kosearch.operations",
+}
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
 def __getattr__(name: str) -> Any:
-    # Index pulls in faiss and pyarrow; load it on first access only.
-    if name == "Index":
-        from kosearch.index import Index
-
-        return Index
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'kosearch' has no attribute {name!r}")

@@ -19,8 +19,9 @@ from kosearch.errors import ConfigError
 from kosearch.index import Index
 from kosearch.lazy import Lazy
 from kosearch.lexical.analyzers import MorphemeAnalyzer, analyzer_from_config
-from kosearch.lexical.bm25 import LexicalIndex, read_analyzer
+from kosearch.lexical.bm25 import LexicalIndex
 from kosearch.lexical.child_analysis import ChildAnalysis
+from kosearch.lexical.format import read_analyzer
 from kosearch.lexical.kiwi import DEFAULT_DICTS, LEGACY_DICTS, KiwiLoader, check_dicts
 from kosearch.types import Document
 
@@ -181,7 +182,7 @@ def test_a_failed_child_analysis_falls_back_to_analyzing_here(tmp_path: Path, le
 def test_no_child_analysis_without_a_second_core_or_a_lexical_part(
     tmp_path: Path, lexical_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert ChildAnalysis.for_index(tmp_path, QUERIES) is None  # no lexical/ there
+    assert ChildAnalysis.start(tmp_path / "lexical", QUERIES) is None  # no lexical/ there
     assert ChildAnalysis.start(lexical_dir, ["긴 질의 " * 5000]) is None  # too much input
     monkeypatch.setattr(kosearch.lexical.child_analysis, "cores", lambda: 1)
     assert ChildAnalysis.start(lexical_dir, QUERIES) is None
@@ -235,7 +236,7 @@ def test_hybrid_cli_query_analyzes_in_a_child_and_matches_the_library(
         return analysis
 
     monkeypatch.setattr(ChildAnalysis, "start", classmethod(spy))
-    monkeypatch.setattr("kosearch.index._load_encoder", lambda *a, **k: HashEncoder())
+    monkeypatch.setattr("kosearch.encoding.factory.load_encoder", lambda *a, **k: HashEncoder())
     query = SAMPLE_DOCS[1].text[:15]
     args = ["-i", str(saved), "--query-backend", "torch"]
     result = CliRunner().invoke(cli, ["query", query, *args, "--json", "-k", "3"])

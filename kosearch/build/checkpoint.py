@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kosearch.errors import ConfigError
+from kosearch.storage.layout import CHECKPOINT_SUFFIX
 
 STATE_FILE = "state.json"
 #: Key fields whose change makes a checkpoint obsolete rather than a conflict: the index it was
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 
 def checkpoint_path(target: Path) -> Path:
     """Where the run that writes the index ``target`` keeps its scratch files."""
-    return target.with_name(target.name + ".partial")
+    return target.with_name(target.name + CHECKPOINT_SUFFIX)
 
 
 class Checkpoint:

@@ -18,35 +18,31 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from kosearch._batched import batched
 from kosearch._version import __version__
-from kosearch.ingest.chunk import Chunker, SentenceSplitter, TokenCounter
-from kosearch.settings import ChunkSettings
-from kosearch.ingest.corpus import CorpusReader
-from kosearch.settings import Fields
-from kosearch.errors import ConfigError, CorpusError
-from kosearch.storage.manifest import Manifest, ModelInfo, now_iso, write_manifest
-from kosearch.storage.store import PASSAGES_FILE, encode_meta
-from kosearch.types import Document, Metric, Passage
 from kosearch.build.checkpoint import Checkpoint
+from kosearch.errors import CorpusError
+from kosearch.ingest.chunk import Chunker
+from kosearch.ingest.corpus import CorpusReader
+from kosearch.ingest.sentences import SentenceSplitter
+from kosearch.ingest.tokens import TokenCounter
+from kosearch.settings import IndexSettings
+from kosearch.storage.layout import PASSAGES_FILE
+from kosearch.storage.manifest import Manifest, ModelInfo, now_iso, write_manifest
+from kosearch.storage.passages import encode_meta
+from kosearch.types import Document, Metric, Passage, UpdateReport, join_title
 
 if TYPE_CHECKING:
-    from kosearch.build.write import Base
     from kosearch.encoding.encoder import Encoder
+    from kosearch.storage.parts import IndexParts
 
 log = logging.getLogger(__name__)
 
 DOC_BATCH = 256  # documents chunked per kiwi/tokenizer batch call
 ENCODE_WINDOW = 2048  # passages length-sorted and encoded together
-
-
-def _batched(items: Iterable[Document], size: int) -> Iterator[list[Document]]:
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:
@@ -129,13 +125,13 @@ class RunMode(str, Enum):
 def _spool_passages(
     work: Checkpoint,
     source: _DocumentSource | None,
-    base: Base | None,
+    base: IndexParts | None,
     mode: RunMode,
     delete_ids: Sequence[str],
     get_chunker: Callable[[], Chunker],
 ) -> dict[str, Any]:
     """Pass 1: decide each document's fate and chunk those to encode into the spool."""
-    from kosearch.storage.store import PassageTable
+    from kosearch.storage.passages import PassageTable
 
     known = _documents_of(base)
     drop: set[str] = set()
@@ -143,7 +139,7 @@ def _spool_passages(
     seen: set[str] = set()
     counts = dict.fromkeys(("added", "updated", "unchanged"), 0)
     with PassageTable.writer(work.path) as writer:
-        for docs in _batched(source if source is not None else (), DOC_BATCH):
+        for docs in batched(source if source is not None else (), DOC_BATCH):
             todo: list[Document] = []
             digests: dict[str, str] = {}
             for doc in docs:
@@ -191,7 +187,7 @@ def _spool_passages(
     }
 
 
-def _documents_of(base: Base | None) -> dict[str, tuple[str, str]]:
+def _documents_of(base: IndexParts | None) -> dict[str, tuple[str, str]]:
     """doc id -> (content hash, meta JSON) of every document in ``base``."""
     if base is None:
         return {}
@@ -224,7 +220,7 @@ def _encode_texts(directory: Path, chunker: Chunker | None, skip: int = 0) -> It
         rows = batch.slice(skip).to_pydict()
         skip = 0
         if chunker is None:  # for BM25: the title (untruncated) and the text
-            yield [f"{t}\n{x}" if t else x for t, x in zip(rows["title"], rows["text"])]
+            yield [join_title(t, x) for t, x in zip(rows["title"], rows["text"])]
         else:
             yield [
                 chunker.encode_text(Passage(*values))
@@ -244,7 +240,7 @@ class Run:
     settings: IndexSettings
     get_encoder: Callable[[], Encoder]
     mode: RunMode = RunMode.BUILD
-    base: Base | None = None
+    base: IndexParts | None = None
     delete_ids: Sequence[str] = ()
     progress: bool = False
     stdin: TextIO | None = None

@@ -14,43 +14,31 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from kosearch.storage.store import PASSAGES_FILE, PassageTable, VectorStore
+from kosearch.storage.layout import EMBEDDINGS_FILE, PASSAGES_FILE
+from kosearch.storage.passages import PassageTable
+from kosearch.storage.vectors import VectorStore
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from kosearch.storage.ann import IndexPlan
-    from kosearch.lexical.bm25 import LexicalIndex
-    from kosearch.storage.manifest import Manifest
     from kosearch.build.checkpoint import VectorFile
+    from kosearch.storage.ann import IndexPlan
+    from kosearch.storage.parts import IndexParts
 
 log = logging.getLogger(__name__)
 
-EMBEDDINGS_FILE = "embeddings.npy"
 CHUNK_ROWS = 16384  # vectors moved per step (a transient copy of this many is made)
 LOSSY_KINDS = frozenset({"ivf-pq", "ivf-sq8"})  # their stored vectors are approximations
 RETRAIN_FACTOR = 2.0  # retrain an ANN index once the collection grew or shrank this much
 
 
-@dataclass(slots=True)
-class Base:
-    """The index being updated: its manifest, parts, and original vectors when it keeps them."""
-
-    manifest: Manifest
-    store: VectorStore
-    passages: PassageTable
-    lexical: LexicalIndex | None
-    raw: NDArray[np.float32] | None = None  # embeddings.npy (memory-mapped) of a lossy index
-
-
-def kept_rows(base: Base | None, drop: set[str]) -> NDArray[np.int64]:
+def kept_rows(base: IndexParts | None, drop: set[str]) -> NDArray[np.int64]:
     """The rows of ``base`` whose document is not in ``drop``, in order."""
     if base is None:
         return np.zeros(0, np.int64)
@@ -65,7 +53,7 @@ def kept_rows(base: Base | None, drop: set[str]) -> NDArray[np.int64]:
 
 def write_passages(
     directory: Path,
-    base: Base | None,
+    base: IndexParts | None,
     keep: NDArray[np.int64],
     meta_updates: Mapping[str, str],
     spool: Path | None,
@@ -99,7 +87,7 @@ def _with_metas(table: pa.Table, updates: Mapping[str, str]) -> pa.Table:
 def write_vectors(
     directory: Path,
     scratch: Path,
-    base: Base | None,
+    base: IndexParts | None,
     keep: NDArray[np.int64],
     new: VectorFile,
     metric: str,
@@ -145,7 +133,7 @@ def write_vectors(
         store.fill(_counted(_chunks(base, keep, new), on_rows), n)
     store.set_search_params(nprobe=plan.nprobe, ef_search=plan.ef_search)  # saved in the file
     del combined
-    size = store.write(directory)
+    size = store.save(directory)
     return {
         **plan.to_dict(), "factory": plan.factory, "ntotal": store.ntotal, "bytes": size,
         "trained_on": trained_on, "embeddings": lossy,
@@ -159,7 +147,7 @@ def _within(n: int, trained_on: Any) -> bool:
 
 
 def _chunks(
-    base: Base | None, keep: NDArray[np.int64], new: VectorFile | NDArray[np.float32]
+    base: IndexParts | None, keep: NDArray[np.int64], new: VectorFile | NDArray[np.float32]
 ) -> Iterator[NDArray[np.float32]]:
     """The vectors of the final rows in order, ``CHUNK_ROWS`` at a time: kept, then new."""
     if base is not None:
@@ -224,7 +212,7 @@ def _add_chunks(
 
 def write_lexical(
     directory: Path,
-    base: Base | None,
+    base: IndexParts | None,
     keep: NDArray[np.int64],
     new_texts: Iterator[str],
     all_texts: Callable[[], Iterator[str]],
@@ -237,9 +225,9 @@ def write_lexical(
     that no second one is loaded, except to update an index analyzed with other dictionaries.
     """
     from kosearch.lexical.analyzers import MorphemeAnalyzer
-    from kosearch.lexical.kiwi import DEFAULT_DICTS
     from kosearch.lexical.bm25 import LexicalIndex
-    from kosearch.storage.manifest import LEXICAL_DIR
+    from kosearch.lexical.kiwi import DEFAULT_DICTS
+    from kosearch.storage.layout import LEXICAL_DIR
 
     lexical = None
     if base is not None and base.lexical is not None:

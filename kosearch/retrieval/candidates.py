@@ -16,7 +16,7 @@ from kosearch.settings import Fusion
 
 if TYPE_CHECKING:
     from kosearch.lexical.bm25 import LexicalIndex
-    from kosearch.storage.store import VectorStore
+    from kosearch.storage.vectors import VectorStore
 
 
 @dataclass(slots=True)
@@ -56,9 +56,10 @@ def lexical_candidates(
 
 
 def fuse(
-    dense: list[Candidate], lexical: list[Candidate], fusion: Fusion = Fusion()
+    dense: list[Candidate], lexical: list[Candidate], fusion: Fusion | None = None
 ) -> list[Candidate]:
     """Fuse one query's dense and lexical lists (per passage), detail merged."""
+    fusion = fusion or Fusion()
     detail: dict[int, dict[str, Any]] = {}
     for cand in (*dense, *lexical):
         detail.setdefault(cand.row, {}).update(cand.detail)

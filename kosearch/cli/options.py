@@ -1,0 +1,50 @@
+"""Click options shared by several commands, declared once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from kosearch.types import PRECISIONS
+
+DEFAULT_INDEX = "kosearch-index"
+
+
+def index_option(help: str = "Index directory (env KOSEARCH_INDEX).", *names: str) -> Any:
+    """``-i/--index DIR`` (or other ``names``), defaulting to ``$KOSEARCH_INDEX``."""
+    return click.option(
+        *(names or ("-i", "--index")), "index_dir", default=DEFAULT_INDEX,
+        envvar="KOSEARCH_INDEX", show_default=True, type=click.Path(file_okay=False), help=help,
+    )
+
+
+def model_option(help: str, *, from_env: bool = False) -> Any:
+    """``-m/--model``; with ``from_env``, defaulting to ``$KOSEARCH_MODEL``."""
+    return click.option("-m", "--model", envvar="KOSEARCH_MODEL" if from_env else None,
+                        default=None, help=help)
+
+
+def device_option() -> Any:
+    """``--device``: where models run."""
+    return click.option("--device", default=None, help="cpu, cuda, cuda:1, mps (default: auto).")
+
+
+def json_option(help: str) -> Any:
+    """``--json``: machine-readable output on stdout."""
+    return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+def precision_option(default: str) -> Any:
+    """``--precision``: the passage encoder's precision."""
+    return click.option(
+        "--precision", type=click.Choice(PRECISIONS), default=default, show_default=True,
+        help="Passage encoder precision: auto = fp16 on CUDA, bf16 on a CPU with bfloat16 "
+             "instructions, else fp32 (int8: CPU dynamic quantization).",
+    )
+
+
+def given(ctx: click.Context, name: str) -> bool:
+    """Whether the user set this option (on the command line or through its env variable)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")

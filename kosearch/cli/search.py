@@ -1,0 +1,94 @@
+"""``kosearch query``: search an index and print the hits (text or JSON lines)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from kosearch.cli.app import cli
+from kosearch.cli.options import device_option, index_option, json_option, model_option
+from kosearch.errors import ConfigError
+from kosearch.types import FUSION_METHODS, MODES, QUERY_BACKENDS
+
+
+def _read_queries(path: str) -> Iterator[tuple[str | None, str]]:
+    """(id, text) pairs from JSONL (``text`` + optional ``_id``/``id``) or plain lines."""
+    from kosearch.ingest.jsonl import read_jsonl
+
+    with click.open_file(path, encoding="utf-8") as stream:
+        records = read_jsonl(stream, error=ConfigError, label=path, plain_lines=True, column=False)
+        for n, record in records:
+            if isinstance(record, str):  # a plain query line, already stripped
+                yield None, record
+                continue
+            text = record.get("text")
+            if not isinstance(text, str):
+                raise ConfigError(f"{path}:{n}: a JSON query needs a string field 'text'")
+            qid = record.get("_id", record.get("id"))
+            yield (None if qid is None else str(qid)), text
+
+
+def _print_hits(query: str, hits: list[Any], width: int = 160) -> None:
+    click.echo(f"# {query}")
+    if not hits:
+        click.echo("  (no hits)")
+    for hit in hits:
+        title = f"  {hit.title}" if hit.title else ""
+        click.echo(f"{hit.rank:>3}. {hit.score:.4f}  {hit.id} #{hit.chunk}{title}")
+        snippet = " ".join(hit.text.split())
+        click.echo(f"     {snippet[:width]}{'…' if len(snippet) > width else ''}")
+
+
+@cli.command("query")
+@click.argument("query", required=False)
+@index_option()
+@click.option("-k", "--top-k", "k", type=int, default=10, show_default=True, help="Number of hits.")
+@click.option("--mode", type=click.Choice(MODES), default=None,
+              help="hybrid (default when the index has BM25), dense or lexical.")
+@click.option("--passages", is_flag=True, help="Raw passage hits, not one hit per document.")
+@json_option("One JSON object per query on stdout.")
+@click.option("--queries", "queries_file", type=click.Path(dir_okay=False, allow_dash=True),
+              help="File of queries: JSONL with text (+ _id/id), or one per line; - for stdin.")
+@model_option("Query model (default: the index's own; must match it).")
+@device_option()
+@click.option("--rerank", "rerank", default=None, metavar="MODEL",
+              help="Re-score the best passages with this cross-encoder (id or local path), "
+                   "e.g. dragonkue/bge-reranker-v2-m3-ko.")
+@click.option("--rerank-top", type=int, default=30, show_default=True,
+              help="How many fused passages the cross-encoder re-scores.")
+@click.option("--fusion", type=click.Choice(FUSION_METHODS), default="convex",
+              show_default=True, help="How hybrid mode merges dense and BM25 results.")
+@click.option("--dense-weight", type=float, default=0.5, show_default=True,
+              help="Weight of the dense list in hybrid fusion (BM25 gets 1 - this).")
+@click.option("--nprobe", type=click.IntRange(min=1), default=None,
+              help="IVF indexes: lists scanned per query (more = better recall, slower; "
+                   "default: the index's, see `kosearch info`).")
+@click.option("--ef-search", type=click.IntRange(min=1), default=None,
+              help="HNSW indexes: candidates explored per query (more = better recall, slower).")
+@click.option("--query-backend", type=click.Choice(QUERY_BACKENDS), default="auto",
+              show_default=True,
+              help="auto/onnx: encode queries with onnxruntime on a cached ONNX export of the "
+                   "model (no torch import); torch: with sentence-transformers.")
+def query_cmd(query: str | None, queries_file: str | None, as_json: bool, fusion: str,
+              dense_weight: float, index_dir: str, **options: Any) -> None:
+    """Search the index for QUERY (or for every query in --queries FILE)."""
+    from kosearch.operations import search_directory
+    from kosearch.settings import Fusion
+
+    if (query is None) == (queries_file is None):
+        raise click.UsageError("give either a QUERY argument or --queries FILE")
+    items = [(None, query)] if query is not None else list(_read_queries(queries_file or "-"))
+    results = search_directory(index_dir, [text for _, text in items],
+                               fusion=Fusion(method=fusion, dense_weight=dense_weight), **options)
+    for (qid, text), hits in zip(items, results):
+        if as_json:
+            record: dict[str, Any] = {"query": text}
+            if qid is not None:
+                record["query_id"] = qid
+            record["hits"] = [hit.to_dict() for hit in hits]
+            click.echo(json.dumps(record, ensure_ascii=False))
+        else:
+            _print_hits(text, hits)

@@ -1,0 +1,180 @@
+"""What the command line and the server do, as library calls, so every front end behaves alike.
+
+- :func:`index_directory`: build an index into a directory, or update the one already there
+  (refusing settings only a rebuild can change), then prepare the instant-query model.
+- :func:`search_directory`: a one-shot search of an index directory, with the BM25 analysis of
+  the queries in a child process while this one loads the index and the model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from kosearch.errors import ConfigError, ModelMismatchError
+from kosearch.settings import ChunkSettings, Fusion, IndexSettings
+from kosearch.storage.layout import LEXICAL_DIR, is_index
+from kosearch.types import Hit, Mode, UpdateReport
+
+if TYPE_CHECKING:
+    from kosearch.storage.manifest import Manifest
+
+#: Settings fixed when an index is built, with the command-line flag that sets each, and how
+#: to read the value from IndexSettings (the flag's value for the ``--no-*`` switches).
+FIXED_SETTINGS: dict[str, tuple[str, Any]] = {
+    "metric": ("--metric", lambda s: str(getattr(s.metric, "value", s.metric))),
+    "chunking.max_tokens": ("--chunk-tokens", lambda s: s.chunking.max_tokens),
+    "chunking.overlap": ("--chunk-overlap", lambda s: s.chunking.overlap),
+    "chunking.enabled": ("--no-chunk", lambda s: not s.chunking.enabled),
+    "lexical": ("--no-lexical", lambda s: not s.lexical),
+    "query_prompt": ("--query-prompt", lambda s: s.query_prompt),
+    "passage_prompt": ("--passage-prompt", lambda s: s.passage_prompt),
+    "precision": ("--precision", lambda s: s.precision),
+}
+_UPDATABLE = ("batch_size", "device", "index_type", "processes", "fields")
+
+
+@dataclass(frozen=True)
+class IndexingResult:
+    """What :func:`index_directory` did: ``updated`` is False for a new build."""
+
+    manifest: Manifest
+    report: UpdateReport
+    updated: bool
+
+
+def index_directory(
+    corpus: Sequence[str | os.PathLike[str]],
+    path: str | os.PathLike[str],
+    *,
+    given: Collection[str] | None = None,
+    rebuild: bool = False,
+    sync: bool = False,
+    restart: bool = False,
+    progress: bool = False,
+    stdin: TextIO | None = None,
+    instant_queries: bool = True,
+    **options: Any,
+) -> IndexingResult:
+    """Build an index of ``corpus`` at ``path``, or update the index already there.
+
+    An existing index is updated (upsert; with ``sync`` also deleting documents the corpus no
+    longer has) unless ``rebuild``. An update keeps the settings the index was built with:
+    a setting in ``given`` that differs from the index's is refused with a
+    :class:`ConfigError` naming the flag and saying to rebuild. After a build, the query model
+    is exported for instant queries (``instant_queries``; never fails the build).
+
+    Args:
+        corpus: corpus files or folders (``"-"`` for JSONL on ``stdin``).
+        path: the index directory.
+        given: the settings the caller chose explicitly, as :class:`IndexSettings` field names
+            (``chunking.max_tokens`` style for the chunk settings); default: every key of
+            ``options`` (a ``chunking`` value counts as all its fields).
+        **options: :class:`IndexSettings` fields.
+    """
+    target = Path(path)
+    if given is None:
+        given = _given_of(options)
+    if not is_index(target) or rebuild:
+        if sync:
+            raise ConfigError(f"--sync updates an existing index; there is none at {target}")
+        return _build(corpus, target, restart, progress, stdin, instant_queries, options)
+
+    index = _index_to_update(target, options, given)
+    chosen = {name: options[name] for name in _UPDATABLE if name in given and name in options}
+    report = index.upsert(list(corpus), sync=sync, progress=progress, restart=restart,
+                          stdin=stdin, strict=options.get("strict", False), **chosen)
+    return IndexingResult(index.manifest, report, updated=True)
+
+
+def _build(corpus: Sequence[Any], target: Path, restart: bool, progress: bool,
+           stdin: TextIO | None, instant_queries: bool, options: dict[str, Any]) -> IndexingResult:
+    from kosearch.build import lifecycle
+    from kosearch.storage.manifest import read_manifest
+
+    run = lifecycle.new_build(list(corpus), None, progress, stdin, options)
+    report = lifecycle.execute(run, target, restart=restart)
+    # The index is not opened: that would read every passage text, which the build never does.
+    manifest = read_manifest(target)
+    if instant_queries:
+        from kosearch.encoding.onnx_export import prepare_instant_queries
+
+        prepare_instant_queries(run.get_encoder())
+    return IndexingResult(manifest, report, updated=False)
+
+
+def _given_of(options: dict[str, Any]) -> set[str]:
+    names = set(options)
+    if "chunking" in names:
+        names |= {f"chunking.{f.name}" for f in fields(ChunkSettings)}
+    return names
+
+
+def _index_to_update(target: Path, options: dict[str, Any], given: Collection[str]) -> Any:
+    """The index at ``target``, after refusing settings that only a rebuild can change."""
+    from kosearch.index import Index
+
+    index = Index.load(target)
+    built = index.manifest.settings()
+    wanted = IndexSettings(**{k: v for k, v in options.items() if k != "model"})
+    for name, (flag, value) in FIXED_SETTINGS.items():
+        if name in given and value(wanted) != value(built):
+            raise ConfigError(
+                f"the index at {target} was built with other settings ({flag} "
+                f"{value(built)!r}); an update keeps them, so pass --rebuild to re-encode "
+                f"everything with {flag} {value(wanted)!r}"
+            )
+    model = options.get("model")
+    if "model" in given and model is not None:
+        try:
+            return Index.load(target, model=model, device=options.get("device"))
+        except ModelMismatchError:
+            raise ModelMismatchError(
+                f"the index at {target} was built with {built.model}, not {model}; "
+                "updating it with another model would mix two vector spaces, so pass --rebuild "
+                "to re-encode everything with the new model"
+            ) from None
+    return index
+
+
+def search_directory(
+    path: str | os.PathLike[str],
+    queries: Sequence[str],
+    k: int = 10,
+    *,
+    mode: Mode | str | None = None,
+    passages: bool = False,
+    rerank: str | None = None,
+    rerank_top: int | None = None,
+    fusion: Fusion | None = None,
+    model: str | None = None,
+    device: str | None = None,
+    query_backend: str = "torch",
+    nprobe: int | None = None,
+    ef_search: int | None = None,
+) -> list[list[Hit]]:
+    """Open the index at ``path`` and search ``queries`` once, as fast as a cold start allows.
+
+    In hybrid mode another core analyzes the queries for BM25 (a child process) while this
+    process loads the index and the query model; see :meth:`kosearch.index.Index.warm_up`.
+    """
+    from kosearch.lexical.child_analysis import ChildAnalysis
+
+    texts = list(queries)
+    hybrid = mode is None or str(getattr(mode, "value", mode)) == Mode.HYBRID.value
+    analysis = ChildAnalysis.start(Path(path) / LEXICAL_DIR, texts) if hybrid else None
+    try:
+        from kosearch.index import Index
+
+        index = Index.load(path, model=model, device=device, query_backend=query_backend)
+        index.warm_up(mode, texts, analysis=analysis)
+        index.set_search_params(nprobe=nprobe, ef_search=ef_search)
+        extra = {} if rerank_top is None else {"rerank_top": rerank_top}
+        return index.search_batch(texts, k, mode=mode, passages=passages, rerank=rerank,
+                                  fusion=fusion, **extra)
+    finally:
+        if analysis is not None:
+            analysis.close()  # a no-op once the search used it; else stop the child

@@ -1,0 +1,163 @@
+"""The search pipeline over one index: candidates, fusion, reranking, grouping, hits.
+
+:class:`Searcher` holds the parts of an index it reads (vectors, passages, BM25) and turns
+already-encoded queries into :class:`~kosearch.types.Hit` lists; encoding the queries and
+loading models are the caller's (the :class:`~kosearch.index.Index` facade).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from kosearch.errors import ConfigError
+from kosearch.retrieval import candidates as retrieval
+from kosearch.retrieval.candidates import Candidate
+from kosearch.settings import Fusion
+from kosearch.types import Hit, Mode, join_title, parse_mode
+
+if TYPE_CHECKING:
+    from kosearch.encoding.rerank import Reranker
+    from kosearch.lexical.bm25 import LexicalIndex
+    from kosearch.storage.passages import PassageTable
+    from kosearch.storage.vectors import VectorStore
+
+log = logging.getLogger(__name__)
+
+HYBRID_DEPTH = 100  # candidates per retriever before fusion
+RERANK_TOP = 30  # passages re-scored by a cross-encoder
+
+
+def check_request(queries: Sequence[Any], k: Any, rerank_top: Any) -> list[str]:
+    """The queries as a list, after refusing a bad ``k``, ``rerank_top`` or empty query."""
+    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+        raise ConfigError(f"k must be a positive integer, got {k!r}")
+    if isinstance(rerank_top, bool) or not isinstance(rerank_top, int) or rerank_top <= 0:
+        raise ConfigError(f"rerank_top must be a positive integer, got {rerank_top!r}")
+    queries = list(queries)
+    for n, query in enumerate(queries, 1):
+        if not isinstance(query, str) or not query.strip():
+            raise ConfigError(f"query {n} is empty; give some text to search for")
+    return queries
+
+
+def check_query_vectors(given: Any, n: int, dim: int) -> Any:
+    """``given`` query vectors, after checking their shape is ``(n, dim)``."""
+    shape = getattr(given, "shape", None)
+    if shape is None or tuple(shape) != (n, dim):
+        raise ValueError(f"query_vectors must have shape ({n}, {dim}), got {shape}")
+    return given
+
+
+def resolve_mode(mode: Mode | str | None, has_lexical: bool) -> Mode:
+    """The mode a search runs in: hybrid by default when the index has BM25, else dense."""
+    default = Mode.HYBRID if has_lexical else Mode.DENSE
+    chosen = default if mode is None else parse_mode(mode)
+    if chosen != Mode.DENSE and not has_lexical:
+        if chosen == Mode.LEXICAL:
+            raise ConfigError(
+                "this index has no lexical (BM25) part; rebuild it without --no-lexical "
+                "or search with --mode dense"
+            )
+        log.warning("this index has no lexical (BM25) part; searching in dense mode")
+        return Mode.DENSE
+    return chosen
+
+
+@dataclass(frozen=True)
+class Searcher:
+    """Searches the parts of one index; ``doc_ids[row]`` is the document of passage ``row``."""
+
+    store: VectorStore
+    passages: PassageTable
+    lexical: LexicalIndex | None
+    doc_ids: Sequence[str]
+
+    def search(
+        self,
+        queries: list[str],
+        vectors: Any,
+        mode: Mode,
+        k: int,
+        *,
+        passages: bool = False,
+        reranker: Reranker | None = None,
+        rerank_top: int = RERANK_TOP,
+        fusion: Fusion | None = None,
+    ) -> list[list[Hit]]:
+        """The hits of each query; ``vectors`` are the encoded queries (None in lexical mode)."""
+        ranked = self._rank(queries, vectors, mode, k, passages, reranker, rerank_top,
+                            fusion or Fusion())
+        return [self._hits(cands) for cands in ranked]
+
+    def _rank(
+        self,
+        queries: list[str],
+        vectors: Any,
+        mode: Mode,
+        k: int,
+        passages: bool,
+        reranker: Reranker | None,
+        rerank_top: int,
+        fusion: Fusion,
+    ) -> list[list[Candidate]]:
+        total = self.store.ntotal
+        depth = min(total, k if passages else max(4 * k, 20))
+        if mode == Mode.HYBRID:
+            depth = min(total, max(depth, HYBRID_DEPTH))
+        if reranker is not None:
+            depth = min(total, max(depth, rerank_top))
+        while True:
+            lists = self._candidates(queries, vectors, mode, depth, fusion)
+            if reranker is not None:
+                pool = max(rerank_top, k)
+                lists = [self._rerank(reranker, q, c[:pool]) for q, c in zip(queries, lists)]
+            if passages:
+                return [c[:k] for c in lists]
+            grouped = [retrieval.best_per_document(c, self.doc_ids.__getitem__, k) for c in lists]
+            short = any(len(g) < k for g in grouped)
+            # a reranked pool is final: deeper candidates were never re-scored
+            if not short or depth >= total or reranker is not None:
+                return grouped
+            depth = min(total, depth * 4)
+
+    def _rerank(self, reranker: Reranker, query: str, pool: list[Candidate]) -> list[Candidate]:
+        from kosearch.encoding.rerank import rerank
+
+        records = self.passages.rows([c.row for c in pool])
+        texts = [join_title(r["title"], r["text"]) for r in records]
+        ranked = rerank(reranker, query, list(zip(pool, texts)), lambda item: item[1])
+        return [
+            Candidate(cand.row, score, {**cand.detail, "fused_score": cand.score,
+                                        "rerank_rank": i, "rerank_score": score})
+            for i, ((cand, _), score) in enumerate(ranked, 1)
+        ]
+
+    def _candidates(
+        self, queries: list[str], vectors: Any, mode: Mode, depth: int, fusion: Fusion
+    ) -> list[list[Candidate]]:
+        dense = lexical = None
+        if mode != Mode.LEXICAL:
+            dense = retrieval.dense_candidates(self.store, vectors, depth)
+        if mode != Mode.DENSE:
+            if self.lexical is None:  # resolve_mode refuses this mode first
+                raise ConfigError("this index has no lexical (BM25) part")
+            lexical = retrieval.lexical_candidates(self.lexical, queries, depth)
+        if dense is None:
+            return lexical or []
+        if lexical is None:
+            return dense
+        return [retrieval.fuse(d, lex, fusion) for d, lex in zip(dense, lexical)]
+
+    def _hits(self, candidates: list[Candidate]) -> list[Hit]:
+        records = self.passages.rows([c.row for c in candidates])
+        return [
+            Hit(
+                id=rec["doc_id"], chunk=rec["chunk"], score=cand.score, rank=rank,
+                text=rec["text"], title=rec["title"], meta=rec["meta"],
+                start=rec["start"], end=rec["end"], scores=cand.detail,
+            )
+            for rank, (cand, rec) in enumerate(zip(candidates, records), 1)
+        ]
