@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 import random
 import signal
 import subprocess
@@ -265,3 +266,18 @@ def test_a_symlink_is_followed_and_kept(tmp_path: Path) -> None:
         (tmp / "manifest.json").write_text("new")
     assert link.is_symlink() and snapshot(real) == {"manifest.json": b"new"}
     assert siblings(real) == ["link", "real"]
+
+
+def test_atomic_write_lines_replaces_whole_or_not_at_all(tmp_path: Path) -> None:
+    target = tmp_path / "state.json"
+    atomic.atomic_write_lines(target, ["first", "second"])
+    assert target.read_text(encoding="utf-8") == "first\nsecond\n"
+
+    def failing() -> Iterator[str]:
+        yield "partial"
+        raise RuntimeError("the producer failed")
+
+    with pytest.raises(RuntimeError, match="producer"):
+        atomic.atomic_write_lines(target, failing())
+    assert target.read_text(encoding="utf-8") == "first\nsecond\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]  # no temporary left

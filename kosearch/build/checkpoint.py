@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kosearch.errors import ConfigError
+from kosearch.storage.atomic import atomic_write_lines
 from kosearch.storage.layout import CHECKPOINT_SUFFIX
 
 STATE_FILE = "state.json"
@@ -146,13 +147,9 @@ class Checkpoint:
         shutil.rmtree(self.path, ignore_errors=True)
 
     def _save(self) -> None:
-        tmp = self.path / (STATE_FILE + ".tmp")
         try:
-            with open(tmp, "w", encoding="utf-8") as handle:
-                json.dump(self._state, handle, ensure_ascii=False)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path / STATE_FILE)
+            state = json.dumps(self._state, ensure_ascii=False)
+            atomic_write_lines(self.path / STATE_FILE, [state])
         except OSError as error:
             raise ConfigError(
                 f"cannot write the checkpoint in {self.path}: {error.strerror or error}"

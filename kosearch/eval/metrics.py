@@ -7,7 +7,6 @@ published ones. Dataset loaders live in :mod:`kosearch.eval.datasets`.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -21,6 +20,7 @@ from numpy.typing import NDArray
 
 from kosearch.errors import DatasetError
 from kosearch.eval.datasets import BeirDataset, StsPairs, load_beir, load_sts
+from kosearch.storage.atomic import atomic_write_lines
 
 __all__ = [
     "DEFAULT_METRICS", "BeirDataset", "StsPairs", "dedupe_ranking", "evaluate_run",
@@ -328,7 +328,7 @@ def write_run(
     if not tag or any(ch.isspace() for ch in tag):
         raise ValueError(f"the run tag must be a non-empty word without whitespace, got {tag!r}")
     lines = _trec_lines(run, tag) if fmt == "trec" else _jsonl_lines(run)
-    _atomic_write(Path(path), lines)
+    _write_run_file(Path(path), lines)
 
 
 def _trec_lines(run: Mapping[str, Sequence[tuple[str, float]]], tag: str) -> Iterator[str]:
@@ -349,19 +349,10 @@ def _jsonl_lines(run: Mapping[str, Sequence[tuple[str, float]]]) -> Iterator[str
         yield json.dumps({"query_id": qid, "hits": rows}, ensure_ascii=False)
 
 
-def _atomic_write(path: Path, lines: Iterable[str]) -> None:
-    """Write lines to a temporary sibling, then ``os.replace`` it onto ``path``."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+def _write_run_file(path: Path, lines: Iterable[str]) -> None:
+    """Write the run file atomically; a disk error becomes a DatasetError naming it."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with open(temporary, "w", encoding="utf-8", newline="\n") as handle:
-                for line in lines:
-                    handle.write(line + "\n")
-            os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+        atomic_write_lines(path, lines)
     except OSError as exc:
         raise DatasetError(f"cannot write the run file '{path}' ({exc.strerror or exc})") from exc

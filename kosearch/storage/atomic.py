@@ -20,13 +20,13 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from kosearch.errors import ConfigError
 
-__all__ = ["atomic_directory", "clean_stale_temporaries", "fsync_tree"]
+__all__ = ["atomic_directory", "atomic_write_lines", "clean_stale_temporaries", "fsync_tree"]
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
@@ -83,6 +83,28 @@ def atomic_directory(path: str | os.PathLike[str], *, marker: str | None = None)
         shutil.rmtree(tmp, ignore_errors=True)
         reason = error.strerror or error
         raise ConfigError(f"cannot replace the directory {target}: {reason}") from error
+
+
+def atomic_write_lines(path: str | os.PathLike[str], lines: Iterable[str]) -> None:
+    """Write ``lines`` (each ended by a newline) to ``path`` so readers see the old file or the
+    new one: into a temporary sibling, flushed to disk, then moved onto ``path``.
+
+    Any error (from the disk, or raised while producing ``lines``) removes the temporary file,
+    leaves ``path`` as it was, and propagates.
+    """
+    target = Path(path)
+    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        with open(temporary, "w", encoding="utf-8", newline="\n") as handle:
+            for line in lines:
+                handle.write(line + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 def fsync_tree(path: Path) -> None:
