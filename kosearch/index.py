@@ -58,8 +58,7 @@ class Index:
                  path: Path | None = None, device: str | None = None,
                  query_backend: str = "torch") -> None:
         self._parts = parts
-        self._searcher = Searcher(parts.store, parts.passages, parts.lexical,
-                                  parts.passages.doc_ids())
+        self._searcher = Searcher.of(parts)
         self.path = path
         self.query_backend = query_backend
         self._encoder = encoder
@@ -168,32 +167,22 @@ class Index:
 
     # ------------------------------------------------------------------ updating
     def add(self, corpus: Any, *, progress: bool = False, **options: Any) -> UpdateReport:
-        """Add new documents; an id the index already holds is an error (see :meth:`upsert`).
+        """Add new documents; an id the index already holds is a CorpusError (see :meth:`upsert`).
 
         Takes the same ``corpus`` as :meth:`build`. Changes are saved atomically to the index
-        directory right away (in-memory indexes change in memory). Searches on this object keep
-        working during the update and see the new index once it is complete.
-
-        Raises:
-            CorpusError: a document id is already in the index, or the corpus is unreadable.
+        directory right away (in-memory indexes change in memory); searches on this object go
+        on meanwhile and see the new index once it is complete.
         """
         return self._update(corpus, RunMode.ADD, progress=progress, **options)
 
-    def upsert(
-        self, corpus: Any, *, sync: bool = False, progress: bool = False, **options: Any
-    ) -> UpdateReport:
-        """Add new documents and re-encode changed ones; unchanged ones are not encoded again.
-
-        A document is changed when its title or text differs (content hash); a change of only
-        its other fields updates the stored metadata without encoding. With ``sync=True``,
-        documents the corpus no longer holds are deleted. This is what ``kosearch index`` does
-        on an existing index.
-
-        ``corpus`` is as for :meth:`build`; ``sync`` deletes the documents it lacks.
-        ``options``: ``fields``, ``strict``, ``batch_size``, ``device``, ``index_type``,
-        ``processes``, ``restart``, ``stdin``, and ``exclusive`` (hold off searches on this
-        object while updating). The model, prompts, metric, chunking and lexical settings are
-        the index's own; to change them, rebuild. Returns what changed.
+    def upsert(self, corpus: Any, *, sync: bool = False, progress: bool = False,
+               **options: Any) -> UpdateReport:
+        """Add new documents and re-encode changed ones (title or text differ); a change of
+        only other fields updates the stored metadata without encoding. With ``sync=True``,
+        documents the corpus no longer holds are deleted: this is ``kosearch index`` on an
+        existing index. ``options``: ``fields``, ``strict``, ``batch_size``, ``device``,
+        ``index_type``, ``processes``, ``restart``, ``stdin``, and ``exclusive`` (hold off
+        searches on this object while updating); the other settings are the index's own.
         """
         mode = RunMode.SYNC if sync else RunMode.UPSERT
         return self._update(corpus, mode, progress=progress, **options)
@@ -214,8 +203,7 @@ class Index:
                 report = UpdateReport(unknown=tuple(dict.fromkeys(delete_ids)))
             else:
                 parts, report = lifecycle.execute_update(run, self.path, restart=restart)
-                searcher = Searcher(parts.store, parts.passages, parts.lexical,
-                                    parts.passages.doc_ids())
+                searcher = Searcher.of(parts)
                 with self._lock:  # searches see the old index or the new one
                     self._parts, self._searcher = parts, searcher
             lifecycle.warn_unknown(report)
@@ -297,7 +285,8 @@ class Index:
             if chosen == Mode.HYBRID and query_vectors is None:
                 self.lexical.warm_up()  # Kiwi loads beside the GIL-free parts of encoding
             if chosen != Mode.LEXICAL:
-                vectors = self._query_vectors(queries, query_vectors)
+                vectors = (self.encoder.encode_queries(queries) if query_vectors is None else
+                           check_query_vectors(query_vectors, len(queries), self.store.dim))
             return self._searcher.search(queries, vectors, chosen, k, passages=passages,
                                          reranker=reranker, rerank_top=rerank_top,
                                          fusion=fusion)
@@ -305,11 +294,6 @@ class Index:
     def encode_queries(self, queries: Sequence[str]) -> Any:
         """Query embeddings (with the model's query prompt), as the search would compute them."""
         return self.encoder.encode_queries(list(queries))
-
-    def _query_vectors(self, queries: list[str], given: Any) -> Any:
-        if given is None:
-            return self.encoder.encode_queries(queries)
-        return check_query_vectors(given, len(queries), self.store.dim)
 
     # ------------------------------------------------------------------ reporting
     def info(self) -> dict[str, Any]:

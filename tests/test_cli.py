@@ -248,13 +248,6 @@ def test_every_command_has_help(runner: CliRunner) -> None:
                 assert param.help, f"{name} {param.opts}"
 
 
-def test_help_is_fast_and_does_not_import_torch() -> None:
-    code = "import sys; from kosearch.cli import cli; cli(['--help'], standalone_mode=False); " \
-           "print('torch' in sys.modules, 'sentence_transformers' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "False False"
-
-
 def test_python_dash_m(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "kosearch", "--version"], capture_output=True,
                          text=True, check=True)

@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 from tinymodels import build_tiny_bert, build_tiny_xlmr, korean_sentences
 
-import kosearch.encoding.loading as hub_module
 from kosearch.encoding import encoder as encoder_module
 from kosearch.encoding.encoder import SentenceTransformerEncoder, select_device
 from kosearch.encoding.registry import ModelSpec
-from kosearch.errors import ConfigError, ModelLoadError
+from kosearch.errors import ConfigError
 
 pytestmark = pytest.mark.st
 
@@ -255,68 +254,6 @@ def test_fingerprint_ignores_path_but_not_weights(
 
 
 # ------------------------------------------------------------------ load errors
-
-
-def _one_line(error: pytest.ExceptionInfo[ModelLoadError]) -> str:
-    message = str(error.value)
-    assert "\n" not in message and message
-    return message
-
-
-def test_unknown_hub_id_offline_fails_fast_and_clearly() -> None:
-    with pytest.raises(ModelLoadError) as error:
-        SentenceTransformerEncoder("nobody/no-such-model-kosearch", device="cpu")
-    message = _one_line(error)
-    assert "'nobody/no-such-model-kosearch'" in message and "--model" in message
-    assert "HF_HUB_OFFLINE" in message
-    assert error.value.__cause__ is not None
-
-
-def test_unreachable_hub_is_reported_without_retrying(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE")
-    monkeypatch.setattr(hub_module, "hub_reachable", lambda: False)
-    with pytest.raises(ModelLoadError) as error:
-        SentenceTransformerEncoder("nobody/no-such-model-kosearch", device="cpu")
-    message = _one_line(error)
-    assert "could not be reached" in message and "--model" in message
-
-
-def test_hub_probe_reports_unreachable_without_raising(monkeypatch: pytest.MonkeyPatch) -> None:
-    # pytest-socket blocks the connection; a refused or blocked probe must read as "unreachable".
-    monkeypatch.delenv("HTTPS_PROXY", raising=False)
-    monkeypatch.delenv("https_proxy", raising=False)
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
-    assert hub_module.hub_reachable(timeout=0.5) is False
-
-
-def test_directory_that_is_not_a_model(tmp_path: Path) -> None:
-    (tmp_path / "notes.txt").write_text("not a model", encoding="utf-8")
-    with pytest.raises(ModelLoadError) as error:
-        SentenceTransformerEncoder(str(tmp_path), device="cpu")
-    message = _one_line(error)
-    assert "not a model directory" in message and "--model" in message
-
-
-@pytest.mark.parametrize("kind", ["file", "missing"])
-def test_paths_that_do_not_hold_a_model(tmp_path: Path, kind: str) -> None:
-    target = tmp_path / "model"
-    if kind == "file":
-        target.write_text("x", encoding="utf-8")
-    with pytest.raises(ModelLoadError, match="model") as error:
-        SentenceTransformerEncoder(str(target), device="cpu")
-    assert str(target) in _one_line(error)
-
-
-def test_corrupt_model_directory(tiny_bert_dir: Path, tmp_path: Path) -> None:
-    copy = shutil.copytree(tiny_bert_dir, tmp_path / "broken")
-    (copy / "model.safetensors").write_bytes(b"not safetensors")
-    with pytest.raises(ModelLoadError) as error:
-        SentenceTransformerEncoder(str(copy), device="cpu")
-    assert str(copy) in _one_line(error)
-
-
-# ------------------------------------------------------------------ the real model
 
 
 @pytest.mark.realmodel

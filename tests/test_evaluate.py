@@ -6,8 +6,6 @@ import gzip
 import json
 import math
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -577,12 +575,3 @@ def test_write_run_unwritable_destination(tmp_path: Path) -> None:
         write_run({"q": [("d", 1.0)]}, blocker / "run.trec")
 
 
-def test_import_is_light() -> None:
-    code = (
-        "import sys, kosearch.eval.metrics\n"
-        "names = ('torch', 'sentence_transformers', 'scipy', 'scipy.stats')\n"
-        "heavy = [m for m in names if m in sys.modules]\n"
-        "print(heavy)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"

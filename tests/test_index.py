@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -249,15 +247,6 @@ def test_vectors_match_the_encoder_output(built: Index, encoder: HashEncoder) ->
     texts = [f"{d.title}\n{d.text}" if d.title else d.text for d in DOCS]
     expected = encoder.encode_passages(texts)
     np.testing.assert_allclose(stored, expected, atol=1e-6)
-
-
-def test_importing_kosearch_stays_light() -> None:
-    code = (
-        "import sys, kosearch; heavy = [m for m in ('torch', 'sentence_transformers', 'faiss', "
-        "'kiwipiepy', 'pyarrow') if m in sys.modules]; print(','.join(heavy))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
 
 
 class _LengthReranker:

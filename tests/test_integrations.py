@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import subprocess
 import sys
 
 import numpy as np
@@ -158,13 +157,9 @@ def test_llama_missing_says_which_extra_to_install(monkeypatch: pytest.MonkeyPat
         importlib.import_module("kosearch.integrations.llama_index")
 
 
-def test_integrations_package_is_cheap_and_lazy() -> None:
+def test_integrations_package_is_lazy() -> None:
     import kosearch.integrations as integrations
 
     with pytest.raises(AttributeError, match="no attribute"):
         integrations.Nothing  # noqa: B018
-    code = ("import sys, kosearch.integrations; "
-            "print(sorted(m for m in ('langchain_core', 'llama_index', 'faiss', 'torch') "
-            "if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "[]"
+    # (what importing it costs: tests/test_import_cost.py)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -113,18 +111,6 @@ def test_analyzer_config_round_trip() -> None:
     assert isinstance(analyzer_from_config(CharBigramAnalyzer().config()), CharBigramAnalyzer)
     with pytest.raises(ConfigError):
         analyzer_from_config({"name": "mecab"})
-
-
-def test_importing_lexical_is_cheap() -> None:
-    code = (
-        "import sys, kosearch.lexical.bm25; "
-        "print(any(m in sys.modules for m in ('kiwipiepy', 'bm25s')))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
-
-
-# --- search behaviour ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("query", "row"), CASES)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
-from pathlib import Path
 from types import MappingProxyType
 
 import pytest
@@ -106,17 +104,3 @@ def test_lookup_exact_and_case_insensitive() -> None:
     assert lookup("/some/local/dir") is None
 
 
-def test_models_module_imports_nothing_heavy() -> None:
-    # The registry is read by `kosearch models` and `--help`, which must stay fast.
-    import subprocess
-
-    code = (
-        "import sys, kosearch.encoding.registry; "
-        "print(sorted(m for m in ('torch', 'sentence_transformers', 'transformers') "
-        "if m in sys.modules))"
-    )
-    root = Path(__file__).resolve().parents[1]
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
-    )
-    assert out.stdout.strip() == "[]"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,7 +10,6 @@ import pytest
 from numpy.typing import NDArray
 from tinymodels import build_tiny_cross_encoder
 
-import kosearch.encoding.loading as hub_module
 from kosearch.encoding.rerank import CrossEncoderReranker, Reranker, rerank
 from kosearch.errors import ConfigError, ModelLoadError
 
@@ -186,53 +183,6 @@ def _one_line(error: pytest.ExceptionInfo[ModelLoadError]) -> str:
     message = str(error.value)
     assert "\n" not in message and message
     return message
-
-
-def test_unknown_hub_id_offline_fails_fast_and_clearly() -> None:
-    start = time.monotonic()
-    with pytest.raises(ModelLoadError) as error:
-        CrossEncoderReranker("nobody/no-such-reranker-kosearch", device="cpu")
-    assert time.monotonic() - start < 10
-    message = _one_line(error)
-    assert "'nobody/no-such-reranker-kosearch'" in message and "HF_HUB_OFFLINE" in message
-    assert "local cross-encoder model directory" in message
-    assert error.value.__cause__ is not None
-
-
-def test_unreachable_hub_is_reported_without_retrying(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE")
-    monkeypatch.setattr(hub_module, "hub_reachable", lambda: False)
-    with pytest.raises(ModelLoadError) as error:
-        CrossEncoderReranker("nobody/no-such-reranker-kosearch", device="cpu")
-    message = _one_line(error)
-    assert "could not be reached" in message and "local cross-encoder" in message
-
-
-def test_directory_that_is_not_a_model(tmp_path: Path) -> None:
-    (tmp_path / "notes.txt").write_text("not a model", encoding="utf-8")
-    with pytest.raises(ModelLoadError) as error:
-        CrossEncoderReranker(str(tmp_path), device="cpu")
-    message = _one_line(error)
-    assert str(tmp_path) in message and "not a model directory" in message
-
-
-@pytest.mark.parametrize("kind", ["file", "missing"])
-def test_paths_that_do_not_hold_a_model(tmp_path: Path, kind: str) -> None:
-    target = tmp_path / "model"
-    if kind == "file":
-        target.write_text("x", encoding="utf-8")
-    with pytest.raises(ModelLoadError) as error:
-        CrossEncoderReranker(str(target), device="cpu")
-    assert str(target) in _one_line(error)
-
-
-def test_corrupt_model_directory(tiny_cross_encoder_dir: Path, tmp_path: Path) -> None:
-    copy = shutil.copytree(tiny_cross_encoder_dir, tmp_path / "broken")
-    (copy / "model.safetensors").write_bytes(b"not safetensors")
-    with pytest.raises(ModelLoadError) as error:
-        CrossEncoderReranker(str(copy), device="cpu")
-    assert str(copy) in _one_line(error)
 
 
 def test_an_embedding_model_is_not_a_reranker(tiny_bert_dir: Path) -> None:

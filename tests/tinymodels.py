@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import random
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -142,100 +143,102 @@ def _save(
     return path
 
 
-def build_tiny_bert(path: str | Path, *, seed: int = 0) -> Path:
-    """Build a ko-sbert-like model (WordPiece BERT, mean pooling, 128 tokens, no prompts).
+@dataclass(frozen=True)
+class TinySpec:
+    """One kind of tiny model: its tokenizer, architecture, and how it is saved."""
 
-    Args:
-        path: Directory to save the model into (created if missing).
-        seed: Seed of the random weights; the vocabulary does not depend on it.
-
-    Returns:
-        The model directory.
-    """
-    import torch
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    tok = _wordpiece_tokenizer(korean_sentences())
-    hf_tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-        sep_token="[SEP]", mask_token="[MASK]", model_max_length=128,
-    )
-    config = BertConfig(
-        vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
-        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
-        pad_token_id=tok.token_to_id("[PAD]"),
-    )
-    torch.manual_seed(seed)
-    model = BertModel(config).eval()
-    return _save(Path(path), model, hf_tokenizer, max_seq_length=128, prompts=None)
+    vocabulary: str  # "wordpiece", "wordpiece-sorted" (stable ids) or "unigram"
+    specials: dict[str, str]  # PreTrainedTokenizerFast's special-token arguments
+    config: str  # transformers config class
+    model: str  # transformers model class
+    max_tokens: int
+    positions: int  # max_position_embeddings
+    prompts: dict[str, str] | None = None
+    sentence_transformer: bool = True  # False: a plain transformers checkpoint (rerankers)
+    extra_config: dict[str, Any] = field(default_factory=dict)  # ids resolved from the vocab
 
 
-def build_tiny_xlmr(path: str | Path, *, seed: int = 0) -> Path:
-    """Build an e5-like model (Unigram XLM-R, mean pooling, 64 tokens, query/passage prompts).
-
-    Args:
-        path: Directory to save the model into (created if missing).
-        seed: Seed of the random weights; the vocabulary does not depend on it.
-
-    Returns:
-        The model directory.
-    """
-    import torch
-    from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaModel
-
-    tok = _unigram_tokenizer(korean_sentences())
-    hf_tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-        pad_token="<pad>", cls_token="<s>", sep_token="</s>", mask_token="<mask>",
-        model_max_length=64,
-    )
-    config = XLMRobertaConfig(
-        vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
-        num_attention_heads=2, intermediate_size=64, max_position_embeddings=66,
-        pad_token_id=tok.token_to_id("<pad>"), bos_token_id=tok.token_to_id("<s>"),
-        eos_token_id=tok.token_to_id("</s>"), type_vocab_size=1,
-    )
-    torch.manual_seed(seed)
-    model = XLMRobertaModel(config).eval()
-    prompts = {"query": "query: ", "passage": "passage: "}
-    return _save(Path(path), model, hf_tokenizer, max_seq_length=64, prompts=prompts)
-
-
-def build_tiny_cross_encoder(path: str | Path, *, seed: int = 0, num_labels: int = 1) -> Path:
-    """Build a reranker-like cross-encoder (WordPiece BERT with a classification head).
-
-    It is saved the way most hub rerankers are (a plain transformers checkpoint whose config
-    lists ``BertForSequenceClassification``), so ``CrossEncoder(path)`` loads it offline.
-
-    Args:
-        path: Directory to save the model into (created if missing).
-        seed: Seed of the random weights; the vocabulary does not depend on it.
-        num_labels: Outputs of the head: 1 for a relevance score, 2 for a two-class model.
-
-    Returns:
-        The model directory.
-    """
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
-
-    tok = _renumbered_wordpiece(_wordpiece_tokenizer(korean_sentences()))
-    hf_tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-        sep_token="[SEP]", mask_token="[MASK]", model_max_length=128,
-    )
+_BERT_SPECIALS = {"unk_token": "[UNK]", "pad_token": "[PAD]", "cls_token": "[CLS]",
+                  "sep_token": "[SEP]", "mask_token": "[MASK]"}
+TINY_MODELS: dict[str, TinySpec] = {
+    # ko-sbert-like: WordPiece BERT, mean pooling, 128 tokens, no prompts
+    "bert": TinySpec("wordpiece", _BERT_SPECIALS, "BertConfig", "BertModel", 128, 128,
+                     extra_config={"pad_token_id": "[PAD]"}),
+    # e5-like: Unigram XLM-R, mean pooling, 64 tokens, query/passage prompts in its config
+    "xlmr": TinySpec(
+        "unigram",
+        {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>",
+         "cls_token": "<s>", "sep_token": "</s>", "mask_token": "<mask>"},
+        "XLMRobertaConfig", "XLMRobertaModel", 64, 66,
+        prompts={"query": "query: ", "passage": "passage: "},
+        extra_config={"pad_token_id": "<pad>", "bos_token_id": "<s>", "eos_token_id": "</s>",
+                      "type_vocab_size": 1},
+    ),
+    # reranker-like: WordPiece BERT with a classification head, saved as hub rerankers are.
     # A wider initialisation than BERT's 0.02 spreads the random scores apart, so that
     # orderings in tests do not hinge on differences in the last float bits.
-    config = BertConfig(
+    "cross-encoder": TinySpec("wordpiece-sorted", _BERT_SPECIALS, "BertConfig",
+                              "BertForSequenceClassification", 128, 128,
+                              sentence_transformer=False,
+                              extra_config={"pad_token_id": "[PAD]", "initializer_range": 0.2}),
+}
+
+
+def build_tiny(kind: str, path: str | Path, *, seed: int = 0, **config: Any) -> Path:
+    """Build the tiny model ``kind`` (a key of :data:`TINY_MODELS`) into ``path``.
+
+    Args:
+        kind: ``bert``, ``xlmr`` or ``cross-encoder``.
+        path: Directory to save the model into (created if missing).
+        seed: Seed of the random weights; the vocabulary does not depend on it.
+        **config: Extra config fields, e.g. ``num_labels=2`` for a two-class cross-encoder.
+
+    Returns:
+        The model directory.
+    """
+    import torch
+    import transformers
+
+    spec = TINY_MODELS[kind]
+    sentences = korean_sentences()
+    tok = (_unigram_tokenizer(sentences) if spec.vocabulary == "unigram"
+           else _wordpiece_tokenizer(sentences))
+    if spec.vocabulary == "wordpiece-sorted":
+        tok = _renumbered_wordpiece(tok)
+    hf_tokenizer = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, model_max_length=spec.max_tokens, **spec.specials
+    )
+    resolved = {k: tok.token_to_id(v) if k.endswith("_token_id") else v
+                for k, v in spec.extra_config.items()}
+    settings = getattr(transformers, spec.config)(
         vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
-        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
-        pad_token_id=tok.token_to_id("[PAD]"), num_labels=num_labels, initializer_range=0.2,
+        num_attention_heads=2, intermediate_size=64, max_position_embeddings=spec.positions,
+        **resolved, **config,
     )
     torch.manual_seed(seed)
-    model = BertForSequenceClassification(config).eval()
+    model = getattr(transformers, spec.model)(settings).eval()
     out = Path(path)
+    if spec.sentence_transformer:
+        return _save(out, model, hf_tokenizer, max_seq_length=spec.max_tokens,
+                     prompts=spec.prompts)
     model.save_pretrained(out)
     hf_tokenizer.save_pretrained(out)
     return out
+
+
+def build_tiny_bert(path: str | Path, *, seed: int = 0) -> Path:
+    """``build_tiny("bert", ...)``: a ko-sbert-like model."""
+    return build_tiny("bert", path, seed=seed)
+
+
+def build_tiny_xlmr(path: str | Path, *, seed: int = 0) -> Path:
+    """``build_tiny("xlmr", ...)``: an e5-like model with prompts."""
+    return build_tiny("xlmr", path, seed=seed)
+
+
+def build_tiny_cross_encoder(path: str | Path, *, seed: int = 0, num_labels: int = 1) -> Path:
+    """``build_tiny("cross-encoder", ...)``: a reranker (``num_labels`` outputs)."""
+    return build_tiny("cross-encoder", path, seed=seed, num_labels=num_labels)
 
 
 def _renumbered_wordpiece(tok: Tokenizer) -> Tokenizer:

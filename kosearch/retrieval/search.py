@@ -21,6 +21,7 @@ from kosearch.types import Hit, Mode, join_title, parse_mode
 if TYPE_CHECKING:
     from kosearch.encoding.rerank import Reranker
     from kosearch.lexical.bm25 import LexicalIndex
+    from kosearch.storage.parts import IndexParts
     from kosearch.storage.passages import PassageTable
     from kosearch.storage.vectors import VectorStore
 
@@ -74,6 +75,11 @@ class Searcher:
     passages: PassageTable
     lexical: LexicalIndex | None
     doc_ids: Sequence[str]
+
+    @classmethod
+    def of(cls, parts: IndexParts) -> Searcher:
+        """A searcher over the parts of one index."""
+        return cls(parts.store, parts.passages, parts.lexical, parts.passages.doc_ids())
 
     def search(
         self,
