@@ -20,6 +20,7 @@ from kosearch.storage.layout import LEXICAL_DIR, is_index
 from kosearch.types import Hit, Mode, UpdateReport
 
 if TYPE_CHECKING:
+    from kosearch.encoding.encoder import Encoder
     from kosearch.storage.manifest import Manifest
 
 #: Settings fixed when an index is built, with the command-line flag that sets each, and how
@@ -57,6 +58,7 @@ def index_directory(
     progress: bool = False,
     stdin: TextIO | None = None,
     instant_queries: bool = True,
+    encoder: Encoder | None = None,
     **options: Any,
 ) -> IndexingResult:
     """Build an index of ``corpus`` at ``path``, or update the index already there.
@@ -73,6 +75,7 @@ def index_directory(
         given: the settings the caller chose explicitly, as :class:`IndexSettings` field names
             (``chunking.max_tokens`` style for the chunk settings); default: every key of
             ``options`` (a ``chunking`` value counts as all its fields).
+        encoder: an already loaded encoder (default: load ``options["model"]``).
         **options: :class:`IndexSettings` fields.
     """
     target = Path(path)
@@ -81,9 +84,9 @@ def index_directory(
     if not is_index(target) or rebuild:
         if sync:
             raise ConfigError(f"--sync updates an existing index; there is none at {target}")
-        return _build(corpus, target, restart, progress, stdin, instant_queries, options)
-
-    index = _index_to_update(target, options, given)
+        return _build(corpus, target, restart, progress, stdin, instant_queries, encoder,
+                      options)
+    index = _index_to_update(target, options, given, encoder)
     chosen = {name: options[name] for name in _UPDATABLE if name in given and name in options}
     report = index.upsert(list(corpus), sync=sync, progress=progress, restart=restart,
                           stdin=stdin, strict=options.get("strict", False), **chosen)
@@ -91,11 +94,12 @@ def index_directory(
 
 
 def _build(corpus: Sequence[Any], target: Path, restart: bool, progress: bool,
-           stdin: TextIO | None, instant_queries: bool, options: dict[str, Any]) -> IndexingResult:
+           stdin: TextIO | None, instant_queries: bool, encoder: Encoder | None,
+           options: dict[str, Any]) -> IndexingResult:
     from kosearch.build import lifecycle
     from kosearch.storage.manifest import read_manifest
 
-    run = lifecycle.new_build(list(corpus), None, progress, stdin, options)
+    run = lifecycle.new_build(list(corpus), encoder, progress, stdin, options)
     report = lifecycle.execute(run, target, restart=restart)
     # The index is not opened: that would read every passage text, which the build never does.
     manifest = read_manifest(target)
@@ -113,11 +117,12 @@ def _given_of(options: dict[str, Any]) -> set[str]:
     return names
 
 
-def _index_to_update(target: Path, options: dict[str, Any], given: Collection[str]) -> Any:
+def _index_to_update(target: Path, options: dict[str, Any], given: Collection[str],
+                     encoder: Encoder | None) -> Any:
     """The index at ``target``, after refusing settings that only a rebuild can change."""
     from kosearch.index import Index
 
-    index = Index.load(target)
+    index = Index.load(target, encoder=encoder)
     built = index.manifest.settings()
     wanted = IndexSettings(**{k: v for k, v in options.items() if k != "model"})
     for name, (flag, value) in FIXED_SETTINGS.items():
