@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 from kosearch.errors import ConfigError
+
+E = TypeVar("E", bound=Enum)
 
 
 class Metric(str, Enum):
@@ -28,11 +30,16 @@ def parse_metric(metric: Metric | str) -> Metric:
     Raises:
         ConfigError: If it is not one of cosine, ip, l2.
     """
+    return _choice(Metric, metric, "metric")
+
+
+def _choice(kind: type[E], value: Any, what: str) -> E:
+    """``kind(value)``, or a ConfigError naming the value and listing the valid ones."""
     try:
-        return Metric(metric)
+        return kind(value)
     except ValueError:
-        valid = ", ".join(m.value for m in Metric)
-        raise ConfigError(f"unknown metric {metric!r}; choose one of: {valid}") from None
+        valid = ", ".join(m.value for m in kind)
+        raise ConfigError(f"unknown {what} {value!r}; choose one of: {valid}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +134,7 @@ class Mode(str, Enum):
 
 def parse_mode(mode: Mode | str) -> Mode:
     """Turn a string into a :class:`Mode`, with a clear error listing the valid ones."""
-    try:
-        return Mode(mode)
-    except ValueError:
-        valid = ", ".join(m.value for m in Mode)
-        raise ConfigError(f"unknown search mode {mode!r}; choose one of: {valid}") from None
+    return _choice(Mode, mode, "search mode")
 
 
 
