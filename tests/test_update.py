@@ -172,7 +172,8 @@ def test_updates_keep_vectors_exact_for_every_index_type(tmp_path: Path, index_t
     assert index.manifest.faiss["kind"] == index_type
     records = index.passages.rows(range(len(index.passages)))
     expected = encoder.encode_queries([f"{r['title']}\n{r['text']}" for r in records])
-    source = index._raw if index._raw is not None else index.store.reconstruct(range(len(records)))
+    raw = index._parts.raw
+    source = raw if raw is not None else index.store.reconstruct(range(len(records)))
     assert np.allclose(np.asarray(source), expected, atol=1e-6)
     assert (index.path / "embeddings.npy").exists() == (index_type == "ivf-sq8")
     top = index.search(records[17]["text"], k=1, mode="dense", passages=True)[0]
@@ -258,7 +259,7 @@ def test_a_failed_save_leaves_the_old_index(
     def no_space(self: VectorStore, directory: Path) -> int:
         raise ConfigError(f"cannot write the vector index {directory}: No space left on device")
 
-    monkeypatch.setattr(VectorStore, "write", no_space)
+    monkeypatch.setattr(VectorStore, "save", no_space)
     corpus = write_jsonl(index.path.parent / "more.jsonl", docs(range(10, 15)))
     with pytest.raises(ConfigError, match="No space left"):
         index.upsert(corpus)
