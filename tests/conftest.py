@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from realdata import missing, model_path
 from tinymodels import build_tiny_bert, build_tiny_cross_encoder, build_tiny_xlmr
 
 
@@ -43,10 +43,10 @@ def tiny_xlmr_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def real_model_dir() -> Path:
     """The real model named by ``KOSEARCH_TEST_MODEL``; the test is skipped without it."""
-    value = os.environ.get("KOSEARCH_TEST_MODEL", "")
-    if not value or not Path(value).is_dir():
-        pytest.skip("set KOSEARCH_TEST_MODEL to a model directory to run real-model tests")
-    return Path(value)
+    path = model_path()
+    if not path.is_dir():
+        pytest.skip(missing(path))
+    return path
 
 
 @pytest.fixture(scope="session")
