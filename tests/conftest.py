@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 from realdata import missing, model_path
-from tinymodels import build_tiny_bert, build_tiny_cross_encoder, build_tiny_xlmr
+from tinymodels import (
+    build_tiny_bert,
+    build_tiny_cross_encoder,
+    build_tiny_kobert,
+    build_tiny_xlmr,
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -53,3 +58,11 @@ def real_model_dir() -> Path:
 def tiny_cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A reranker-like cross-encoder directory (WordPiece BERT, one relevance logit)."""
     return build_tiny_cross_encoder(tmp_path_factory.mktemp("tiny-cross-encoder") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_kobert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ko-sbert-nli-like model directory (KoBERT: SentencePiece + vocab.txt, the
+    ko_sentence_transformers module in modules.json, mean pooling, 75 tokens)."""
+    pytest.importorskip("sentencepiece", reason="the kobert extra: pip install 'kosearch[kobert]'")
+    return build_tiny_kobert(tmp_path_factory.mktemp("tiny-kobert") / "model")

@@ -221,6 +221,11 @@ class Run:
             self._chunker = Chunker(counter, self.settings.chunking, splitter=self._splitter)
         return self._chunker
 
+    def _retyped(self) -> bool:
+        """Whether this update asks for another vector index type than the index has."""
+        base = self.base.manifest.settings() if self.base is not None else None
+        return base is not None and self.settings.index_type != base.index_type
+
     def _kiwi(self) -> Any:
         """The chunker's Kiwi, loaded only when asked for (BM25 needs one)."""
         if self._splitter is None:
@@ -242,7 +247,7 @@ class Run:
                 _report_documents(source, self._chunker, sources_label(self.corpus), max_tokens)
             elif record["skipped_empty"]:
                 log.warning("skipped %d document(s) with an empty text", record["skipped_empty"])
-            if self.mode is not RunMode.BUILD and not _changes(record):
+            if self.mode is not RunMode.BUILD and not _changes(record) and not self._retyped():
                 if source is not None and source.documents == 0:
                     _empty_update(sources_label(self.corpus), self.settings.strict)
                 raise Unchanged(_report(record, 0))

@@ -137,10 +137,13 @@ def load_model(factory: Any, model: str, device: str, *, kind: str = "model", fi
                 f"cannot load {kind} '{model}': the directory has no modules.json or config.json, "
                 f"so it is not a model directory; {fix}"
             )
-        return _attempt(factory, str(path), model, device, "from its directory", kind, fix)
+        return _load_directory(factory, path, model, device, kind, fix)
     if path.exists() or looks_like_path(model):
         what = "it is a file, not a model directory" if path.exists() else "no such directory"
         raise ModelLoadError(f"cannot load {kind} '{model}': {what}")
+    snapshot = _cached_kobert(model)
+    if snapshot is not None:
+        return _load_directory(factory, snapshot, model, device, kind, fix)
     try:
         with quiet_loading():
             return factory(model, device=device, local_files_only=True)
@@ -154,6 +157,35 @@ def load_model(factory: Any, model: str, device: str, *, kind: str = "model", fi
             f"cache, and {why}; download it where the hub is reachable, or {fix}"
         ) from miss
     return _attempt(factory, model, model, device, "from the model hub", kind, fix)
+
+
+def _load_directory(
+    factory: Any, path: Path, model: str, device: str, kind: str, fix: str
+) -> Any:
+    """Load a model directory; a KoBERT one (see :mod:`kosearch.encoding.kobert`) through a
+    view that presents its tokenizer as a fast one."""
+    from kosearch.encoding.kobert import is_kobert, kobert_view
+
+    if not is_kobert(path):
+        return _attempt(factory, str(path), model, device, "from its directory", kind, fix)
+    with kobert_view(path) as view:
+        return _attempt(factory, str(view), model, device, "from its directory", kind, fix)
+
+
+def _cached_kobert(model: str) -> Path | None:
+    """The cached snapshot of hub model ``model`` if it is a KoBERT model, else None."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(model, "modules.json")
+    except Exception:  # noqa: BLE001 - an odd id or cache: the ordinary path reports it
+        return None
+    if not isinstance(found, str):
+        return None
+    from kosearch.encoding.kobert import is_kobert
+
+    folder = Path(found).parent
+    return folder if is_kobert(folder) else None
 
 
 @contextlib.contextmanager

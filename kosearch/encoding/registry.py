@@ -90,8 +90,9 @@ _SPECS: tuple[ModelSpec, ...] = (
            "KLUE-BERT trained on KorNLI+KorSTS (KorSTS 84.7); an STS model."),
     _plain("jhgan/ko-sbert-sts", 768, 128, "sts", "111M",
            "KLUE-BERT trained on KorSTS (81.2); an STS model."),
-    _plain("jhgan/ko-sbert-nli", 768, 128, "sts", "111M",
-           "KLUE-BERT trained on KorNLI; an STS model."),
+    _plain("jhgan/ko-sbert-nli", 768, 75, "sts", "92M",
+           "KoBERT (SentencePiece tokenizer) trained on KorNLI; KorSTS cosine Spearman 82.36; "
+           "needs pip install 'kosearch[kobert]'."),
     _plain("snunlp/KR-SBERT-V40K-klueNLI-augSTS", 768, 128, "sts", "117M",
            "KR-BERT (40k vocabulary) trained on KLUE-NLI and augmented STS; an STS model."),
     _plain("snunlp/KLUE-SRoBERTa-Large-SNUExtended-klueNLI-klueSTS", 1024, 512, "sts", "337M",
