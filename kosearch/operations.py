@@ -86,10 +86,17 @@ def index_directory(
             raise ConfigError(f"--sync updates an existing index; there is none at {target}")
         return _build(corpus, target, restart, progress, stdin, instant_queries, encoder,
                       options)
-    index = _index_to_update(target, options, given, encoder)
+    index, deferred = _index_to_update(target, options, given, encoder)
     chosen = {name: options[name] for name in _UPDATABLE if name in given and name in options}
-    report = index.upsert(list(corpus), sync=sync, progress=progress, restart=restart,
-                          stdin=stdin, strict=options.get("strict", False), **chosen)
+    if deferred is not None:
+        chosen["model"] = deferred
+    try:
+        report = index.upsert(list(corpus), sync=sync, progress=progress, restart=restart,
+                              stdin=stdin, strict=options.get("strict", False), **chosen)
+    except ModelMismatchError:
+        if deferred is None:
+            raise
+        raise _mixing(target, index.manifest.model.name, deferred) from None
     return IndexingResult(index.manifest, report, updated=True)
 
 
@@ -117,9 +124,16 @@ def _given_of(options: dict[str, Any]) -> set[str]:
     return names
 
 
-def _index_to_update(target: Path, options: dict[str, Any], given: Collection[str],
-                     encoder: Encoder | None) -> Any:
-    """The index at ``target``, after refusing settings that only a rebuild can change."""
+def _index_to_update(
+    target: Path, options: dict[str, Any], given: Collection[str], encoder: Encoder | None
+) -> tuple[Any, str | None]:
+    """The index at ``target``, after refusing settings that only a rebuild can change, and
+    the model to load for new passages if that is still to be checked.
+
+    A model in ``given`` that is not the index's (by name) is loaded now and checked; any other
+    ``model`` (one from ``$KOSEARCH_MODEL``, say) loads only if a passage needs encoding, and is
+    checked then, so an update that changes nothing never loads a model.
+    """
     from kosearch.index import Index
 
     index = Index.load(target, encoder=encoder)
@@ -133,16 +147,22 @@ def _index_to_update(target: Path, options: dict[str, Any], given: Collection[st
                 f"everything with {flag} {value(wanted)!r}"
             )
     model = options.get("model")
-    if "model" in given and model is not None:
-        try:
-            return Index.load(target, model=model, device=options.get("device"))
-        except ModelMismatchError:
-            raise ModelMismatchError(
-                f"the index at {target} was built with {built.model}, not {model}; "
-                "updating it with another model would mix two vector spaces, so pass --rebuild "
-                "to re-encode everything with the new model"
-            ) from None
-    return index
+    if model is None or model == built.model:
+        return index, model
+    if "model" not in given:
+        return index, model
+    try:
+        return Index.load(target, model=model, device=options.get("device")), None
+    except ModelMismatchError:
+        raise _mixing(target, built.model, model) from None
+
+
+def _mixing(target: Path, built: str | None, model: str) -> ModelMismatchError:
+    return ModelMismatchError(
+        f"the index at {target} was built with {built}, not {model}; "
+        "updating it with another model would mix two vector spaces, so pass --rebuild "
+        "to re-encode everything with the new model"
+    )
 
 
 def search_directory(

@@ -182,4 +182,7 @@ HIT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Hit))
 REPORT_FIELDS: tuple[str, ...] = ("added", "updated", "unchanged", "deleted", "unknown")
 """What an update reports to a person or an HTTP client (the counts of :class:`UpdateReport`)."""
 QUERY_BACKENDS: tuple[str, ...] = ("auto", "onnx", "torch")
+#: The longest query, in characters, the command line and (by default) the server accept; a
+#: model reads at most a few hundred tokens of it anyway.
+MAX_QUERY_CHARS = 2000
 """How queries are encoded: onnxruntime on an ONNX export (auto, onnx) or sentence-transformers."""

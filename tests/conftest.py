@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tinymodels import build_tiny_bert, build_tiny_cross_encoder, build_tiny_xlmr
+from realdata import missing, model_path
+from tinymodels import (
+    build_tiny_bert,
+    build_tiny_cross_encoder,
+    build_tiny_kobert,
+    build_tiny_xlmr,
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -43,13 +48,21 @@ def tiny_xlmr_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def real_model_dir() -> Path:
     """The real model named by ``KOSEARCH_TEST_MODEL``; the test is skipped without it."""
-    value = os.environ.get("KOSEARCH_TEST_MODEL", "")
-    if not value or not Path(value).is_dir():
-        pytest.skip("set KOSEARCH_TEST_MODEL to a model directory to run real-model tests")
-    return Path(value)
+    path = model_path()
+    if not path.is_dir():
+        pytest.skip(missing(path))
+    return path
 
 
 @pytest.fixture(scope="session")
 def tiny_cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A reranker-like cross-encoder directory (WordPiece BERT, one relevance logit)."""
     return build_tiny_cross_encoder(tmp_path_factory.mktemp("tiny-cross-encoder") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_kobert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ko-sbert-nli-like model directory (KoBERT: SentencePiece + vocab.txt, the
+    ko_sentence_transformers module in modules.json, mean pooling, 75 tokens)."""
+    pytest.importorskip("sentencepiece", reason="the kobert extra: pip install 'kosearch[kobert]'")
+    return build_tiny_kobert(tmp_path_factory.mktemp("tiny-kobert") / "model")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 
 import pytest
+from realdata import data_path, missing, model_path
 
 from kosearch.errors import ConfigError
 from kosearch.ingest.chunk import Chunker, ChunkStats
@@ -15,17 +15,17 @@ from kosearch.ingest.tokens import TokenCounter
 from kosearch.settings import ChunkSettings
 from kosearch.types import Document, Passage
 
-TOKENIZER = Path("/work/shared/models/me5-small-ko/tokenizer.json")
-CORPUS = Path("/work/shared/data/ko_open_docs/corpus.jsonl")
+TOKENIZER = model_path("tokenizer.json")
+CORPUS = data_path("ko_open_docs", "corpus.jsonl")
 PROMPT = "passage: "
 
-needs_tokenizer = pytest.mark.skipif(not TOKENIZER.exists(), reason="me5 tokenizer not present")
+needs_tokenizer = pytest.mark.skipif(not TOKENIZER.exists(), reason=missing(TOKENIZER))
 
 
 @pytest.fixture(scope="module")
 def counter() -> TokenCounter:
     if not TOKENIZER.exists():
-        pytest.skip("me5 tokenizer not present")
+        pytest.skip(missing(TOKENIZER))
     return TokenCounter.from_file(str(TOKENIZER), max_tokens=512, prompt=PROMPT)
 
 
@@ -37,7 +37,7 @@ def splitter() -> SentenceSplitter:
 @pytest.fixture(scope="module")
 def sample() -> list[Document]:
     if not CORPUS.exists():
-        pytest.skip("ko_open_docs corpus not present")
+        pytest.skip(missing(CORPUS))
     with CORPUS.open(encoding="utf-8") as f:
         rows = [json.loads(line) for line in f]
     picked = random.Random(7).sample(rows, 100)
@@ -216,7 +216,7 @@ def test_bad_settings_raise_config_error(
 
 def test_default_budget_is_the_model_limit_capped_at_512(splitter: SentenceSplitter) -> None:
     if not TOKENIZER.exists():
-        pytest.skip("me5 tokenizer not present")
+        pytest.skip(missing(TOKENIZER))
     big = TokenCounter.from_file(str(TOKENIZER), max_tokens=8192)
     small = TokenCounter.from_file(str(TOKENIZER), max_tokens=128)
     assert Chunker(big, splitter=splitter).budget == 512

@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from realdata import data_path, missing
 
 from kosearch.errors import CorpusError
 from kosearch.ingest.corpus import CorpusReader
@@ -20,7 +21,7 @@ from kosearch.ingest.formats import detect_format
 from kosearch.settings import Fields
 from kosearch.types import Document
 
-KORQUAD = Path("/work/shared/data/korquad_v1_retrieval_dev/corpus.jsonl")
+KORQUAD = data_path("korquad_v1_retrieval_dev", "corpus.jsonl")
 
 RECORDS: list[dict[str, Any]] = [
     {"id": 1, "title": "서울", "text": "서울은 대한민국의 수도이다.", "source": "위키", "tags": ["도시"]},
@@ -466,7 +467,7 @@ def test_programmer_errors() -> None:
         CorpusReader("-", fields=Fields(text=""))
 
 
-@pytest.mark.skipif(not KORQUAD.exists(), reason="shared KorQuAD data not present")
+@pytest.mark.skipif(not KORQUAD.exists(), reason=missing(KORQUAD))
 def test_korquad_corpus() -> None:
     raw = KORQUAD.read_bytes()
     lines = [json.loads(line) for line in raw.decode("utf-8").splitlines() if line.strip()]

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pytrec_eval
+from realdata import data_path, missing
 
 from kosearch.errors import DatasetError
 from kosearch.eval.metrics import (
@@ -30,9 +31,10 @@ from kosearch.eval.metrics import (
     write_run,
 )
 
-DATA = Path("/work/shared/data")
-KORQUAD = DATA / "korquad_v1_retrieval_dev"
-KORSTS = DATA / "korsts_dev"
+KORQUAD = data_path("korquad_v1_retrieval_dev")
+KORSTS = data_path("korsts_dev")
+needs_korquad = pytest.mark.skipif(not KORQUAD.is_dir(), reason=missing(KORQUAD))
+needs_korsts = pytest.mark.skipif(not KORSTS.is_dir(), reason=missing(KORSTS))
 # discounts log2(rank + 1) of ranks 2 and 5 (ranks 1 and 3 have 1 and 2)
 L2_3, L2_6 = math.log2(3), math.log2(6)
 
@@ -321,6 +323,7 @@ def test_sts_correlations_equal_sentence_transformers_evaluator(tmp_path: Path) 
     _check_against_evaluator(model, pairs)
 
 
+@needs_korsts
 @pytest.mark.st
 def test_sts_correlations_equal_evaluator_on_korsts(tmp_path: Path) -> None:
     pairs = load_sts(KORSTS / "pairs.tsv")
@@ -336,6 +339,7 @@ def test_sts_correlations_equal_evaluator_on_korsts(tmp_path: Path) -> None:
 # BEIR loader
 
 
+@needs_korquad
 def test_load_korquad() -> None:
     data = load_beir(KORQUAD)
     assert isinstance(data, BeirDataset)
@@ -448,6 +452,7 @@ def test_load_beir_bad_utf8(tmp_path: Path) -> None:
 # STS loader
 
 
+@needs_korsts
 def test_korsts_tsv_and_jsonl_load_the_same_pairs() -> None:
     from_tsv = load_sts(KORSTS / "pairs.tsv")
     from_jsonl = load_sts(KORSTS / "pairs.jsonl")

@@ -1,7 +1,7 @@
 """Retrieval quality with a real Korean model (KOSEARCH_TEST_MODEL) on KorQuAD 1.0 dev.
 
-Skipped unless KOSEARCH_TEST_MODEL names a model directory (.ci/run sets it to the shared
-multilingual-e5-small). The index is built once per session and shared.
+Skipped unless KOSEARCH_TEST_MODEL names a model directory and KOSEARCH_TEST_DATA the shared data
+folder (.ci/run sets both). The index is built once per session and shared.
 """
 
 from __future__ import annotations
@@ -10,19 +10,20 @@ import random
 from pathlib import Path
 
 import pytest
+from realdata import data_path, missing
 
 from kosearch.eval.metrics import evaluate_run, load_beir
 from kosearch.index import Index
 
 pytestmark = [pytest.mark.st, pytest.mark.realmodel]
 
-KORQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "korquad_v1_retrieval_dev"
+KORQUAD = data_path("korquad_v1_retrieval_dev")
 
 
 @pytest.fixture(scope="session")
 def korquad_index(real_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Index:
     if not KORQUAD.is_dir():
-        pytest.skip(f"{KORQUAD} is missing")
+        pytest.skip(missing(KORQUAD))
     path = tmp_path_factory.mktemp("korquad") / "index"
     return Index.build(KORQUAD / "corpus.jsonl", path, model=str(real_model_dir))
 

@@ -518,6 +518,45 @@ def test_writable_server_adds_updates_and_deletes(tmp_path: Any) -> None:
     assert len(Index.load(tmp_path / "idx")) == 4  # saved as it went
 
 
+def test_a_skipped_empty_document_is_reported_with_the_reason(tmp_path: Any) -> None:
+    encoder = HashEncoder()
+    Index.build(DOCS[:4], tmp_path / "idx", encoder=encoder)
+    before = (tmp_path / "idx" / "manifest.json").read_bytes()
+    index = Index.load(tmp_path / "idx", encoder=encoder)
+    with TestClient(create_app(index, writable=True)) as c:
+        empty = c.post("/documents", json={"documents": [{"id": "blank", "text": "  "}]})
+        assert empty.status_code == 200, empty.text
+        body = empty.json()
+        assert (body["added"], body["documents"]) == (0, 4)
+        assert [s["id"] for s in body["skipped"]] == ["blank"]
+        assert "empty text" in body["skipped"][0]["reason"]
+        assert (tmp_path / "idx" / "manifest.json").read_bytes() == before  # nothing written
+        mixed = c.post("/documents", json={"documents": [
+            {"id": "ok", "text": "울릉도 오징어"}, {"id": "blank2", "text": ""}]}).json()
+        assert mixed["added"] == 1 and [s["id"] for s in mixed["skipped"]] == ["blank2"]
+        assert c.post("/documents", json={"documents": [
+            {"id": "ok2", "text": "독도"}]}).json()["skipped"] == []
+    assert before != (tmp_path / "idx" / "manifest.json").read_bytes()  # the real ones were saved
+
+
+def test_docs_pages_load_their_assets_from_the_server_itself(index: Index) -> None:
+    from kosearch.serving.docs import ASSETS_URL, local_assets
+
+    if local_assets() is None:
+        pytest.skip("fastapi-offline (the server extra) is not installed")
+    with TestClient(create_app(index)) as c:
+        assert c.get("/openapi.json").json()["info"]["title"] == "kosearch"
+        for page, script in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+            html = c.get(page)
+            assert html.status_code == 200 and f"{ASSETS_URL}/{script}" in html.text
+            assert "cdn." not in html.text and "fonts.googleapis" not in html.text
+            asset = c.get(f"{ASSETS_URL}/{script}")
+            assert asset.status_code == 200 and len(asset.content) > 100_000
+        assert c.get(f"{ASSETS_URL}/swagger-ui.css").status_code == 200
+        assert c.get(f"{ASSETS_URL}/..%2Fcore.py").status_code == 404
+        assert c.get(f"{ASSETS_URL}/core.py").status_code == 404
+
+
 def test_writable_needs_one_worker(index: Index, tmp_path: Any) -> None:
     with pytest.raises(ConfigError, match="single worker"):
         serve(tmp_path, workers=2, writable=True)

@@ -258,3 +258,68 @@ def _renumbered_wordpiece(tok: Tokenizer) -> Tokenizer:
     numbered = {t: i for i, t in enumerate(specials + learned)}
     tok.model = models.WordPiece(numbered, unk_token="[UNK]", continuing_subword_prefix="##")
     return tok
+
+
+KOBERT_MODULE = "ko_sentence_transformers.models.KoBertTransformer"
+_KOBERT_SPECIALS = ["[UNK]", "[PAD]", "[CLS]", "[SEP]", "[MASK]"]
+_KOBERT_EXTRA = [  # numbers, punctuation, Latin with accents, odd spacing
+    "가격은 1,000원에서 12,500원으로 올랐다.", "2024년 3월, 서울의 인구는 9,386,034명이었다.",
+    "카페(café)에서 «커피»를 마셨다!", "  공백이   많은  문장 ,  그리고 ``인용''도 있다.  ",
+]
+
+
+def build_tiny_kobert(path: str | Path, *, seed: int = 0, max_seq_length: int = 75) -> Path:
+    """Build a model laid out like ko-sbert-nli (KoBERT): ``modules.json`` naming
+    ``ko_sentence_transformers.models.KoBertTransformer``, a SentencePiece model
+    (``tokenizer_78b3253a26.model``, trained here on a few hundred Korean sentences) numbered by
+    ``vocab.txt``, a small random BERT and mean pooling. Needs ``sentencepiece``.
+
+    Returns:
+        The model directory.
+    """
+    import io
+    import json
+
+    import sentencepiece as spm
+    import torch
+    from sentence_transformers.sentence_transformer.modules import Pooling
+    from transformers import BertConfig, BertModel
+
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(korean_sentences(400) + _KOBERT_EXTRA * 5), model_writer=buffer,
+        vocab_size=600, hard_vocab_limit=False, model_type="unigram", character_coverage=1.0,
+        normalization_rule_name="nmt_nfkc", minloglevel=2, num_threads=1,
+    )
+    (out / "tokenizer_78b3253a26.model").write_bytes(buffer.getvalue())
+    processor = spm.SentencePieceProcessor(model_proto=buffer.getvalue())
+    pieces = [processor.id_to_piece(i) for i in range(processor.get_piece_size())
+              if not (processor.is_control(i) or processor.is_unknown(i))]
+    vocab = _KOBERT_SPECIALS + pieces
+    (out / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    files = {
+        "tokenizer_config.json": {"do_lower_case": False, "tokenizer_class": "KoBertTokenizer",
+                                  "model_max_length": 512},
+        "special_tokens_map.json": {"unk_token": "[UNK]", "sep_token": "[SEP]",
+                                    "pad_token": "[PAD]", "cls_token": "[CLS]",
+                                    "mask_token": "[MASK]"},
+        "sentence_bert_config.json": {"max_seq_length": max_seq_length, "do_lower_case": False},
+        "modules.json": [
+            {"idx": 0, "name": "0", "path": "", "type": KOBERT_MODULE},
+            {"idx": 1, "name": "1", "path": "1_Pooling",
+             "type": "sentence_transformers.models.Pooling"},
+        ],
+    }
+    for name, content in files.items():
+        (out / name).write_text(json.dumps(content, indent=2), encoding="utf-8")
+    config = BertConfig(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128, pad_token_id=vocab.index("[PAD]"),
+    )
+    torch.manual_seed(seed)
+    BertModel(config).eval().save_pretrained(str(out))
+    (out / "1_Pooling").mkdir(exist_ok=True)
+    Pooling(32, pooling_mode="mean").save(str(out / "1_Pooling"))
+    return out

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from kosearch.build.checkpoint import Checkpoint, checkpoint_path
-from kosearch.build.run import Run, RunMode
+from kosearch.build.run import Run, RunMode, Unchanged
 from kosearch.encoding.factory import check_encoder, load_encoder
 from kosearch.errors import ConfigError, KosearchError
 from kosearch.settings import IndexSettings
@@ -43,11 +43,16 @@ def new_build(
 ) -> Run:
     """A run that builds a new index from ``corpus``; ``options`` are IndexSettings fields.
 
-    Invalid settings fail here, before any work; the model (unless ``encoder`` is given)
-    loads here too.
+    Invalid settings fail here, before any work; so do a missing corpus file, malformed first
+    records and a corpus without documents (:meth:`Run.check_corpus`). Only then does the model
+    (unless ``encoder`` is given) load: without ``model``, the one ``KOSEARCH_MODEL`` names, else
+    the registry default.
     """
+    from kosearch.encoding.registry import default_model
     from kosearch.storage.ann import plan_index
 
+    if encoder is None and not options.get("model"):
+        options = {**options, "model": default_model()}
     settings = IndexSettings(**options)
     settings.validated_metric()
     plan_index(settings.index_type, 1, 1)  # an unknown type fails before any work
@@ -58,8 +63,10 @@ def new_build(
             loaded.append(load_encoder(settings.model, settings))
         return loaded[0]
 
+    run = Run(corpus, settings, get_encoder, progress=progress, stdin=stdin)
+    run.check_corpus()
     get_encoder()
-    return Run(corpus, settings, get_encoder, progress=progress, stdin=stdin)
+    return run
 
 
 def new_update(
@@ -76,14 +83,17 @@ def new_update(
     """A run that updates the index ``base``; the model loads only if a passage needs encoding.
 
     ``encoder`` (the index's own, if loaded) is reused when it encodes passages in the index's
-    precision.
+    precision. ``options["model"]`` (optional) is where to load the index's model from (a local
+    copy, say); it must be the index's model, which is checked when it loads.
     """
+    options = dict(options)
+    source = options.pop("model", None)
     settings = update_settings(base.manifest, options)
     loaded: list[Encoder] = []
 
     def get_encoder() -> Encoder:
         if not loaded:
-            loaded.append(_passage_encoder(base.manifest, settings, encoder))
+            loaded.append(_passage_encoder(base.manifest, settings, encoder, source))
         return loaded[0]
 
     return Run(corpus, settings, get_encoder, mode=mode, base=base, delete_ids=delete_ids,
@@ -111,7 +121,7 @@ def warn_unknown(report: UpdateReport) -> None:
 
 
 def _passage_encoder(
-    manifest: Manifest, settings: IndexSettings, mine: Encoder | None
+    manifest: Manifest, settings: IndexSettings, mine: Encoder | None, source: str | None
 ) -> Encoder:
     """An encoder for new passages: in the index's model and precision, checked."""
     if (
@@ -119,13 +129,23 @@ def _passage_encoder(
         and getattr(mine, "precision", "fp32") == manifest.model.precision
     ):
         return mine
-    encoder = load_encoder(manifest.model.name, settings)
+    encoder = load_encoder(source or manifest.model.name, settings)
     check_encoder(manifest.model, encoder)
     return encoder
 
 
 def execute(run: Run, target: Path, *, restart: bool = False) -> UpdateReport:
-    """Run ``run`` into ``target`` atomically, resuming an interrupted identical run."""
+    """Run ``run`` into ``target`` atomically, resuming an interrupted identical run.
+
+    An update that changes nothing writes nothing (the index on disk stays as it is).
+    """
+    try:
+        return _execute(run, target, restart)
+    except Unchanged as nothing:
+        return nothing.report
+
+
+def _execute(run: Run, target: Path, restart: bool) -> UpdateReport:
     key = run_key(run, target)
     with contextlib.ExitStack() as stack:
         if key is None:  # stdin or Python objects: nothing to recognise a rerun by
@@ -136,6 +156,9 @@ def execute(run: Run, target: Path, *, restart: bool = False) -> UpdateReport:
         try:
             with atomic_directory(target, marker=MANIFEST_FILE) as tmp:
                 _, report = run.execute(tmp, work)
+        except Unchanged:
+            work.discard()
+            raise
         except KosearchError:
             if work.encoded == 0:
                 work.discard()  # nothing costly to resume; a rerun starts clean
@@ -150,10 +173,16 @@ def execute_update(
     """Run an update into ``path`` (None: an in-memory index) and read the new parts."""
     from kosearch.storage.parts import read_parts
 
-    if path is None:
-        with execute_in_scratch(run) as (scratch, report):
-            return read_parts(scratch, mmap=False), report
-    report = execute(run, path, restart=restart)
+    base = run.base
+    try:
+        if path is None:
+            with execute_in_scratch(run) as (scratch, report):
+                return read_parts(scratch, mmap=False), report
+        report = _execute(run, path, restart)
+    except Unchanged as nothing:  # nothing was written: the parts in hand are the index
+        if base is None:
+            raise
+        return base, nothing.report
     return read_parts(path), report
 
 

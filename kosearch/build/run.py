@@ -13,9 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -24,9 +23,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 from kosearch._batched import batched
 from kosearch._version import __version__
 from kosearch.build.checkpoint import Checkpoint
+from kosearch.build.source import DocumentSource, sources_label
 from kosearch.errors import CorpusError
 from kosearch.ingest.chunk import Chunker
-from kosearch.ingest.corpus import CorpusReader
 from kosearch.ingest.sentences import SentenceSplitter
 from kosearch.ingest.tokens import TokenCounter
 from kosearch.settings import IndexSettings
@@ -54,58 +53,6 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
     )
 
 
-def _sources_label(corpus: Any) -> list[str]:
-    if isinstance(corpus, (str, os.PathLike)):
-        return [os.fspath(corpus)]
-    if isinstance(corpus, (list, tuple)) and all(isinstance(c, (str, os.PathLike)) for c in corpus):
-        return [os.fspath(c) for c in corpus]
-    return ["<documents>"]
-
-
-class _DocumentSource:
-    """Documents from files (CorpusReader) or from Python objects, with the same counters."""
-
-    def __init__(self, corpus: Any, settings: IndexSettings, stdin: TextIO | None) -> None:
-        self.reader: CorpusReader | None = None
-        self.documents = 0
-        self.skipped_empty = 0
-        if isinstance(corpus, (str, os.PathLike)) or (
-            isinstance(corpus, (list, tuple)) and corpus
-            and all(isinstance(c, (str, os.PathLike)) for c in corpus)
-        ):
-            self.reader = CorpusReader(
-                corpus, fields=settings.fields, strict=settings.strict, stdin=stdin
-            )
-            self._items: Iterable[Document] = self.reader
-        else:
-            self._items = self._checked(corpus, settings.strict)
-
-    def _checked(self, docs: Iterable[Document], strict: bool) -> Iterator[Document]:
-        seen: set[str] = set()
-        for n, doc in enumerate(docs, 1):
-            if not isinstance(doc, Document):
-                raise TypeError(f"item {n} is {type(doc).__name__}, expected kosearch.Document")
-            if doc.id in seen:
-                raise CorpusError(f"duplicate document id {doc.id!r} (item {n})")
-            seen.add(doc.id)
-            if not doc.text.strip():
-                if strict:
-                    raise CorpusError(f"document {doc.id!r} (item {n}) has an empty text")
-                self.skipped_empty += 1
-                continue
-            self.documents += 1
-            yield doc
-
-    def __iter__(self) -> Iterator[Document]:
-        yield from self._items
-        if self.reader is not None:
-            self.documents = self.reader.documents
-            self.skipped_empty = self.reader.skipped_empty
-
-    def sha256(self) -> str | None:
-        return self.reader.sha256 if self.reader is not None else None
-
-
 def content_hash(doc: Document) -> str:
     """What decides whether an update re-encodes a document: a digest of its title and text."""
     data = json.dumps([doc.title, doc.text], ensure_ascii=False).encode("utf-8")
@@ -124,7 +71,7 @@ class RunMode(str, Enum):
 
 def _spool_passages(
     work: Checkpoint,
-    source: _DocumentSource | None,
+    source: DocumentSource | None,
     base: IndexParts | None,
     mode: RunMode,
     delete_ids: Sequence[str],
@@ -246,6 +193,20 @@ class Run:
     stdin: TextIO | None = None
     _chunker: Chunker | None = field(default=None, init=False)
     _splitter: SentenceSplitter | None = field(default=None, init=False)
+    _source: DocumentSource | None = field(default=None, init=False)
+
+    def check_corpus(self) -> None:
+        """Open the corpus and read its first documents, before any model loads.
+
+        A missing file, an unknown format, malformed first records, a missing field or (for a
+        build) a corpus without documents fail here; the documents read are kept for the run.
+        """
+        if self.mode is RunMode.DELETE or self._source is not None:
+            return
+        self._source = DocumentSource(self.corpus, self.settings, self.stdin)
+        self._source.peek()
+        if self._source.empty and self.mode is RunMode.BUILD:
+            _report_documents(self._source, None, sources_label(self.corpus), 0)
 
     def chunker(self) -> Chunker:
         if self._chunker is None:
@@ -260,6 +221,11 @@ class Run:
             self._chunker = Chunker(counter, self.settings.chunking, splitter=self._splitter)
         return self._chunker
 
+    def _retyped(self) -> bool:
+        """Whether this update asks for another vector index type than the index has."""
+        base = self.base.manifest.settings() if self.base is not None else None
+        return base is not None and self.settings.index_type != base.index_type
+
     def _kiwi(self) -> Any:
         """The chunker's Kiwi, loaded only when asked for (BM25 needs one)."""
         if self._splitter is None:
@@ -271,18 +237,20 @@ class Run:
         metric = self.settings.validated_metric()
         record = work.chunked
         if record is None:
-            source = (
-                None if self.mode is RunMode.DELETE
-                else _DocumentSource(self.corpus, self.settings, self.stdin)
-            )
+            self.check_corpus()
+            source = self._source
             record = _spool_passages(
                 work, source, self.base, self.mode, self.delete_ids, self.chunker
             )
             if source is not None and self.mode is RunMode.BUILD:
                 max_tokens = self.get_encoder().max_tokens if self._chunker is not None else 0
-                _report_documents(source, self._chunker, _sources_label(self.corpus), max_tokens)
+                _report_documents(source, self._chunker, sources_label(self.corpus), max_tokens)
             elif record["skipped_empty"]:
                 log.warning("skipped %d document(s) with an empty text", record["skipped_empty"])
+            if self.mode is not RunMode.BUILD and not _changes(record) and not self._retyped():
+                if source is not None and source.documents == 0:
+                    _empty_update(sources_label(self.corpus), self.settings.strict)
+                raise Unchanged(_report(record, 0))
             work.mark_chunked(record)
         resumed = work.encoded
         if resumed:
@@ -293,13 +261,7 @@ class Run:
             _encode_spool(work, encoder, self.chunker(), total, self.progress)
         manifest = self._assemble(directory, work, record, metric)
         write_manifest(directory, manifest)
-        report = UpdateReport(
-            added=record["added"], updated=record["updated"], unchanged=record["unchanged"],
-            deleted=record["deleted"], unknown=tuple(record["unknown"]),
-            skipped_empty=record["skipped_empty"], encoded=record["passages"] - resumed,
-            resumed=resumed,
-        )
-        return manifest, report
+        return manifest, _report(record, resumed)
 
     def _assemble(
         self, directory: Path, work: Checkpoint, record: dict[str, Any], metric: Metric
@@ -363,7 +325,7 @@ class Run:
         skipped = record["skipped_empty"] + (base.counts.get("skipped_empty", 0) if base else 0)
         corpus = (
             dict(base.corpus) if base is not None and self.mode is RunMode.DELETE
-            else {"sources": _sources_label(self.corpus), "sha256": record["sha256"]}
+            else {"sources": sources_label(self.corpus), "sha256": record["sha256"]}
         )
         return Manifest(
             model=model, metric=metric.value, faiss=faiss_info,
@@ -377,8 +339,38 @@ class Run:
         )
 
 
+class Unchanged(Exception):  # noqa: N818 - a signal, not an error
+    """An update changes nothing: nothing is written; ``report`` says what was read."""
+
+    def __init__(self, report: UpdateReport) -> None:
+        super().__init__("the update changes nothing")
+        self.report = report
+
+
+def _changes(record: dict[str, Any]) -> bool:
+    """Whether the pass-1 ``record`` of an update changes the index at all."""
+    return bool(record["passages"] or record["updated"] or record["deleted"] or record["metas"])
+
+
+def _empty_update(labels: list[str], strict: bool) -> None:
+    what = ", ".join(labels)
+    if strict:
+        raise CorpusError(f"no documents in {what}; the index is unchanged (strict mode "
+                          "rejects an empty corpus)")
+    log.warning("no documents in %s; nothing to update, the index is unchanged", what)
+
+
+def _report(record: dict[str, Any], resumed: int) -> UpdateReport:
+    return UpdateReport(
+        added=record["added"], updated=record["updated"], unchanged=record["unchanged"],
+        deleted=record["deleted"], unknown=tuple(record["unknown"]),
+        skipped_empty=record["skipped_empty"], encoded=record["passages"] - resumed,
+        resumed=resumed,
+    )
+
+
 def _report_documents(
-    source: _DocumentSource, chunker: Chunker | None, labels: list[str], max_tokens: int
+    source: DocumentSource, chunker: Chunker | None, labels: list[str], max_tokens: int
 ) -> None:
     if source.documents == 0:
         what = ", ".join(labels)

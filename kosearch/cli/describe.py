@@ -26,7 +26,8 @@ def info_cmd(index_dir: str, as_json: bool) -> None:
     model, counts = info["model"], info["counts"]
     rows = [
         ("index", info["path"]),
-        ("model", f"{model['name']} (dim {model['dim']}, {model['max_tokens']} tokens)"),
+        ("model", f"{model['name']} (dim {model['dim']}, {model['max_tokens']} tokens, "
+                  f"{model.get('precision', 'fp32')})"),
         ("prompts", f"query {model['query_prompt']!r}, passage {model['passage_prompt']!r}"),
         ("metric", info["metric"]),
         ("vectors", _describe_vectors(info["faiss"])),

@@ -8,7 +8,14 @@ from typing import Any
 import click
 
 from kosearch.cli.app import cli
-from kosearch.cli.options import device_option, given, index_option, model_option, precision_option
+from kosearch.cli.options import (
+    device_option,
+    from_environment,
+    given,
+    index_option,
+    model_option,
+    precision_option,
+)
 from kosearch.types import INDEX_TYPES, METRICS
 
 # option name -> the IndexSettings field(s) it sets (for "which settings did the user choose")
@@ -76,7 +83,8 @@ def index_cmd(ctx: click.Context, corpus: tuple[str, ...], index_dir: str, **par
     result = index_directory(
         list(corpus), index_dir, rebuild=p["rebuild"], sync=p["sync"], restart=p["restart"],
         progress=not ctx.obj["quiet"],
-        given={_SETTING_OF[name] for name in _SETTING_OF if given(ctx, name)},
+        given={_SETTING_OF[name] for name in _SETTING_OF if given(ctx, name)}
+        - ({"model"} if from_environment(ctx, "model") else set()),
         model=p["model"], metric=p["metric"], batch_size=p["batch_size"], strict=p["strict"],
         fields=Fields(id=p["id_field"], text=p["text_field"], title=p["title_field"]),
         lexical=not p["no_lexical"], device=p["device"], query_prompt=p["query_prompt"],

@@ -44,6 +44,12 @@ def precision_option(default: str) -> Any:
     )
 
 
+def from_environment(ctx: click.Context, name: str) -> bool:
+    """Whether this option's value came from its environment variable."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "ENVIRONMENT"
+
+
 def given(ctx: click.Context, name: str) -> bool:
     """Whether the user set this option (on the command line or through its env variable)."""
     source = ctx.get_parameter_source(name)

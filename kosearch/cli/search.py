@@ -11,7 +11,16 @@ import click
 from kosearch.cli.app import cli
 from kosearch.cli.options import device_option, index_option, json_option, model_option
 from kosearch.errors import ConfigError
-from kosearch.types import FUSION_METHODS, MODES, QUERY_BACKENDS
+from kosearch.types import FUSION_METHODS, MAX_QUERY_CHARS, MODES, QUERY_BACKENDS
+
+_TOO_LONG = (f"is {{n}} characters long; queries are limited to {MAX_QUERY_CHARS} characters "
+             "(the model reads only the first few hundred tokens)")
+
+
+def _check_query(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and len(value) > MAX_QUERY_CHARS:
+        raise click.BadParameter(f"the query {_TOO_LONG.format(n=len(value))}")
+    return value
 
 
 def _read_queries(path: str) -> Iterator[tuple[str | None, str]]:
@@ -22,30 +31,37 @@ def _read_queries(path: str) -> Iterator[tuple[str | None, str]]:
         records = read_jsonl(stream, error=ConfigError, label=path, plain_lines=True, column=False)
         for n, record in records:
             if isinstance(record, str):  # a plain query line, already stripped
-                yield None, record
-                continue
-            text = record.get("text")
-            if not isinstance(text, str):
-                raise ConfigError(f"{path}:{n}: a JSON query needs a string field 'text'")
-            qid = record.get("_id", record.get("id"))
+                text, qid = record, None
+            else:
+                text = record.get("text")
+                if not isinstance(text, str):
+                    raise ConfigError(f"{path}:{n}: a JSON query needs a string field 'text'")
+                qid = record.get("_id", record.get("id"))
+            if len(text) > MAX_QUERY_CHARS:
+                raise ConfigError(f"{path}:{n}: the query {_TOO_LONG.format(n=len(text))}")
             yield (None if qid is None else str(qid)), text
 
 
+def _one_line(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return f"{flat[:width]}{'…' if len(flat) > width else ''}"
+
+
 def _print_hits(query: str, hits: list[Any], width: int = 160) -> None:
-    click.echo(f"# {query}")
+    click.echo(f"# {_one_line(query, width)}")
     if not hits:
         click.echo("  (no hits)")
     for hit in hits:
         title = f"  {hit.title}" if hit.title else ""
         click.echo(f"{hit.rank:>3}. {hit.score:.4f}  {hit.id} #{hit.chunk}{title}")
-        snippet = " ".join(hit.text.split())
-        click.echo(f"     {snippet[:width]}{'…' if len(snippet) > width else ''}")
+        click.echo(f"     {_one_line(hit.text, width)}")
 
 
 @cli.command("query")
-@click.argument("query", required=False)
+@click.argument("query", required=False, callback=_check_query)
 @index_option()
-@click.option("-k", "--top-k", "k", type=int, default=10, show_default=True, help="Number of hits.")
+@click.option("-k", "--top-k", "k", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Number of hits.")
 @click.option("--mode", type=click.Choice(MODES), default=None,
               help="hybrid (default when the index has BM25), dense or lexical.")
 @click.option("--passages", is_flag=True, help="Raw passage hits, not one hit per document.")

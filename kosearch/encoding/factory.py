@@ -34,20 +34,21 @@ def load_encoder(
     query_prompt: str | None = None,
     passage_prompt: str | None = None,
 ) -> Encoder:
-    """A sentence-transformers encoder for ``model`` (None = the registry default).
+    """A sentence-transformers encoder for ``model`` (None = ``$KOSEARCH_MODEL``, else the
+    registry default).
 
     With ``settings`` (a build or an update), its device, prompts, batch size, precision and
     processes are used; without, fp32 with the given device and prompts.
     """
     from kosearch.encoding.encoder import SentenceTransformerEncoder
-    from kosearch.encoding.registry import DEFAULT_MODEL
+    from kosearch.encoding.registry import default_model
 
     if settings is not None:
         device = settings.device
         query_prompt = settings.query_prompt
         passage_prompt = settings.passage_prompt
     return SentenceTransformerEncoder(
-        model or DEFAULT_MODEL,
+        model or default_model(),
         device=device,
         batch_size=settings.batch_size if settings is not None else 32,
         query_prompt=query_prompt,

@@ -7,10 +7,12 @@ library at module level.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,6 +22,9 @@ from kosearch.errors import ConfigError, ModelLoadError
 _HUB_PROBE_TIMEOUT_S = 3.0
 _DEVICE_RE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 _OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+_QUIET_LOCK = threading.Lock()
+_quiet_depth = 0
+_restore: list[bool] = []  # whether transformers' bars were on when the first quiet block began
 
 
 def select_device(preferred: str | None = None) -> str:
@@ -132,12 +137,16 @@ def load_model(factory: Any, model: str, device: str, *, kind: str = "model", fi
                 f"cannot load {kind} '{model}': the directory has no modules.json or config.json, "
                 f"so it is not a model directory; {fix}"
             )
-        return _attempt(factory, str(path), model, device, "from its directory", kind, fix)
+        return _load_directory(factory, path, model, device, kind, fix)
     if path.exists() or looks_like_path(model):
         what = "it is a file, not a model directory" if path.exists() else "no such directory"
         raise ModelLoadError(f"cannot load {kind} '{model}': {what}")
+    snapshot = _cached_kobert(model)
+    if snapshot is not None:
+        return _load_directory(factory, snapshot, model, device, kind, fix)
     try:
-        return factory(model, device=device, local_files_only=True)
+        with quiet_loading():
+            return factory(model, device=device, local_files_only=True)
     except Exception as cached_error:  # noqa: BLE001 - not in the cache (or a broken entry)
         miss: Exception = cached_error
     offline = is_offline()
@@ -150,12 +159,69 @@ def load_model(factory: Any, model: str, device: str, *, kind: str = "model", fi
     return _attempt(factory, model, model, device, "from the model hub", kind, fix)
 
 
+def _load_directory(
+    factory: Any, path: Path, model: str, device: str, kind: str, fix: str
+) -> Any:
+    """Load a model directory; a KoBERT one (see :mod:`kosearch.encoding.kobert`) through a
+    view that presents its tokenizer as a fast one."""
+    from kosearch.encoding.kobert import is_kobert, kobert_view
+
+    if not is_kobert(path):
+        return _attempt(factory, str(path), model, device, "from its directory", kind, fix)
+    with kobert_view(path) as view:
+        return _attempt(factory, str(view), model, device, "from its directory", kind, fix)
+
+
+def _cached_kobert(model: str) -> Path | None:
+    """The cached snapshot of hub model ``model`` if it is a KoBERT model, else None."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(model, "modules.json")
+    except Exception:  # noqa: BLE001 - an odd id or cache: the ordinary path reports it
+        return None
+    if not isinstance(found, str):
+        return None
+    from kosearch.encoding.kobert import is_kobert
+
+    folder = Path(found).parent
+    return folder if is_kobert(folder) else None
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Hide transformers' "Loading weights" progress bars while kosearch loads a local model.
+
+    The setting is put back as it was when the last such block (of any thread) ends, so the
+    caller's own use of transformers outside kosearch calls is left as they set it.
+    """
+    global _quiet_depth
+    from transformers.utils import logging as hf_logging
+
+    with _QUIET_LOCK:
+        if _quiet_depth == 0:
+            _restore[:] = [hf_logging.is_progress_bar_enabled()]
+            if _restore[0]:
+                hf_logging.disable_progress_bar()
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _QUIET_LOCK:
+            _quiet_depth -= 1
+            if _quiet_depth == 0 and _restore and _restore[0]:
+                hf_logging.enable_progress_bar()
+
+
 def _attempt(
     factory: Any, source: str, model: str, device: str, where: str, kind: str, fix: str
 ) -> Any:
     """Call ``factory`` and turn any failure into a one-line :class:`ModelLoadError`."""
     local = where != "from the model hub"
     try:
+        if local:  # downloads keep their progress bars
+            with quiet_loading():
+                return factory(source, device=device, local_files_only=True)
         return factory(source, device=device, local_files_only=local)
     except Exception as e:  # noqa: BLE001 - corrupt weights, unknown architecture, hub errors
         hint = "" if local else f"; check the id, or {fix}"

@@ -8,6 +8,7 @@ sentence-transformers model id or local directory works too, with the prompts fr
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -16,6 +17,8 @@ from typing import Literal
 Kind = Literal["retrieval", "sts"]
 
 DEFAULT_MODEL = "dragonkue/multilingual-e5-small-ko"
+#: The environment variable that names the model to use when none is given.
+MODEL_ENV = "KOSEARCH_MODEL"
 
 _E5_QUERY = "query: "
 _E5_PASSAGE = "passage: "
@@ -87,8 +90,9 @@ _SPECS: tuple[ModelSpec, ...] = (
            "KLUE-BERT trained on KorNLI+KorSTS (KorSTS 84.7); an STS model."),
     _plain("jhgan/ko-sbert-sts", 768, 128, "sts", "111M",
            "KLUE-BERT trained on KorSTS (81.2); an STS model."),
-    _plain("jhgan/ko-sbert-nli", 768, 128, "sts", "111M",
-           "KLUE-BERT trained on KorNLI; an STS model."),
+    _plain("jhgan/ko-sbert-nli", 768, 75, "sts", "92M",
+           "KoBERT (SentencePiece tokenizer) trained on KorNLI; KorSTS cosine Spearman 82.36; "
+           "needs pip install 'kosearch[kobert]'."),
     _plain("snunlp/KR-SBERT-V40K-klueNLI-augSTS", 768, 128, "sts", "117M",
            "KR-BERT (40k vocabulary) trained on KLUE-NLI and augmented STS; an STS model."),
     _plain("snunlp/KLUE-SRoBERTa-Large-SNUExtended-klueNLI-klueSTS", 1024, 512, "sts", "337M",
@@ -97,6 +101,14 @@ _SPECS: tuple[ModelSpec, ...] = (
 
 REGISTRY: Mapping[str, ModelSpec] = MappingProxyType({spec.name: spec for spec in _SPECS})
 """Known models by id, in display order (read-only)."""
+
+
+def default_model() -> str:
+    """The model used when none is given: ``$KOSEARCH_MODEL`` if set, else :data:`DEFAULT_MODEL`.
+
+    The command line, the server and :meth:`kosearch.Index.build` all resolve it here.
+    """
+    return os.environ.get(MODEL_ENV, "").strip() or DEFAULT_MODEL
 
 
 def lookup(name: str) -> ModelSpec | None:

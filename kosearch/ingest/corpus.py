@@ -70,6 +70,7 @@ class CorpusReader:
         items = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
         if not items:
             raise ValueError("CorpusReader needs at least one source")
+        fields = fields or Fields()
         if not fields.text or fields.id == "":
             raise ValueError(f"field names must not be empty: {fields!r}")
         self._sources = [(os.fspath(item), detect_format(item)) for item in items]

@@ -105,8 +105,10 @@ def read_jsonl(
         try:
             record = json.loads(line)
         except json.JSONDecodeError as e:
+            # Some of json's messages end in "at" ("Invalid control character at"): one "at".
+            msg = e.msg.removesuffix(" at")
             at = f" at column {e.colno}" if column else ""
-            raise error(f"{where}: invalid JSON ({e.msg}{at})") from e
+            raise error(f"{where}: invalid JSON ({msg}{at})") from e
         if not isinstance(record, dict):
             raise error(f"{where}: expected a JSON object, found {describe(record)}")
         yield number, record

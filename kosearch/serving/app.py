@@ -43,9 +43,11 @@ from typing import TYPE_CHECKING, Any, get_type_hints
 from kosearch._version import __version__
 from kosearch.errors import ConfigError, CorpusError, KosearchError, MissingDependencyError
 from kosearch.serving.batcher import SearchBatcher
+from kosearch.serving.docs import add_docs, docs_options
 from kosearch.serving.logs import access_log, log
 from kosearch.serving.middleware import NOTE_KEY, AccessLog, Gate
 from kosearch.serving.schemas import describe_errors, parse_body, report_body, request_models
+from kosearch.types import MAX_QUERY_CHARS
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -64,7 +66,7 @@ def create_app(
     *,
     api_key: str | None = None,
     max_k: int = 100,
-    max_query_chars: int = 2000,
+    max_query_chars: int = MAX_QUERY_CHARS,
     max_batch: int = 64,
     max_body_bytes: int = 1_000_000,
     batching: bool = True,
@@ -122,8 +124,9 @@ def create_app(
 
     app = FastAPI(
         title="kosearch", version=__version__, lifespan=lifespan,
-        description="Semantic and hybrid search over Korean documents.",
+        description="Semantic and hybrid search over Korean documents.", **docs_options(),
     )
+    add_docs(app)
     app.state.index = index
     app.state.batcher = batcher
     _add_error_handlers(app)
@@ -200,13 +203,11 @@ def _add_write_routes(app: FastAPI, index: Index, models: dict[str, type[BaseMod
 
     from kosearch.types import Document
 
-    def reply(report: Any) -> JSONResponse:
-        return JSONResponse(report_body(report, index.manifest.counts))
-
     async def write(request: Request, model: str, apply: Any) -> JSONResponse:
         body = await parse_body(request, models[model])
         report = await anyio.to_thread.run_sync(apply, body)
-        return reply(report)
+        skipped = [d.id for d in getattr(body, "documents", ()) if not d.text.strip()]
+        return JSONResponse(report_body(report, index.manifest.counts, skipped))
 
     def put(body: Any) -> Any:
         docs = [Document(id=d.id, text=d.text, title=d.title, meta=d.meta) for d in body.documents]

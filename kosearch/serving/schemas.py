@@ -8,7 +8,7 @@ so the HTTP schema cannot drift from the library's values.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, get_args, get_origin, get_type_hints
 
 from kosearch.types import HIT_FIELDS, MODES, REPORT_FIELDS, Hit, UpdateReport
@@ -85,15 +85,25 @@ def _write_models(max_documents: int, strict: Any) -> dict[str, type[BaseModel]]
         "report": create_model(
             "UpdateReport", **_required_fields(UpdateReport, REPORT_FIELDS),
             documents=(int, ...), passages=(int, ...),
+            skipped=(list[create_model("Skipped", id=(str, ...), reason=(str, ...))], Field(
+                default_factory=list, description="Documents not indexed, and why.")),
         ),
     }
 
 
-def report_body(report: UpdateReport, counts: Mapping[str, int]) -> dict[str, Any]:
-    """The JSON answer to a write: what changed (:data:`~kosearch.types.REPORT_FIELDS`), then
-    the index's document and passage counts."""
+#: Why a document sent to ``POST /documents`` with a blank text is not indexed.
+EMPTY_TEXT = "empty text: a document needs some non-blank text to be indexed"
+
+
+def report_body(
+    report: UpdateReport, counts: Mapping[str, int], skipped: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The JSON answer to a write: what changed (:data:`~kosearch.types.REPORT_FIELDS`), the
+    index's document and passage counts, and the ids of the documents ``skipped`` for an empty
+    text, each with the reason."""
     body = {name: _json_value(getattr(report, name)) for name in REPORT_FIELDS}
-    return {**body, "documents": counts["documents"], "passages": counts["passages"]}
+    return {**body, "documents": counts["documents"], "passages": counts["passages"],
+            "skipped": [{"id": i, "reason": EMPTY_TEXT} for i in skipped]}
 
 
 def _required_fields(cls: type, names: tuple[str, ...]) -> dict[str, Any]:
