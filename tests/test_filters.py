@@ -24,10 +24,8 @@ from kosearch.cli import cli
 from kosearch.index import Index
 from kosearch.retrieval.filters import evaluate
 from kosearch.storage import selection
-from kosearch.storage.passages import PassageTable
 from kosearch.storage.selection import Subset, search_subset
 from kosearch.storage.vectors import VectorStore
-from kosearch.types import Passage
 
 CATEGORIES = ["법률", "경제", "생활", "과학"]
 WORDS = ["서울", "부산", "김치", "법원", "계약", "주식", "날씨", "우주", "행성", "시장"]
