@@ -190,10 +190,10 @@ class SearchBatcher:
     def _run(self, key: SearchKey, jobs: list[_Job]) -> None:
         queries = [q for job in jobs for q in job.queries]
         filters = [job.filter for job in jobs for _ in job.queries]
+        extra = {"filter": filters} if any(f is not None for f in filters) else {}
         try:
             results = self._index.search_batch(
-                queries, key.k, mode=key.mode, passages=key.passages,
-                filter=filters if any(f is not None for f in filters) else None,
+                queries, key.k, mode=key.mode, passages=key.passages, **extra
             )
         except Exception as error:  # noqa: BLE001 - delivered to the caller, never lost
             if len(jobs) > 1:
