@@ -8,6 +8,7 @@ file, line, value or setting at fault and, where there is one, the way out. The 
     ├── CorpusError             bad corpus file or record ("corpus.jsonl:17: missing field 'text'")
     ├── DatasetError            bad evaluation data (BEIR folder, STS pairs)
     ├── ConfigError             invalid settings (k <= 0, overlap >= budget, unknown mode)
+    │   └── FilterError         a bad metadata filter (unknown field or operator, wrong type)
     ├── IndexNotFoundError      no index at the given path
     ├── IndexFormatError        an index that is corrupt, incomplete or from a newer kosearch
     ├── ModelMismatchError      query model/dimension differs from the index's
@@ -52,3 +53,8 @@ class ModelLoadError(KosearchError):
 
 class MissingDependencyError(KosearchError):
     """An optional dependency is not installed."""
+
+
+class FilterError(ConfigError):
+    """A metadata filter is malformed, names an unknown field or operator, or has a value of
+    the wrong type for its field."""

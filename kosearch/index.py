@@ -12,7 +12,7 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -27,6 +27,7 @@ from kosearch.retrieval.search import (
     Searcher,
     check_query_vectors,
     check_request,
+    per_query_filters,
     resolve_mode,
 )
 from kosearch.storage.atomic import atomic_directory
@@ -246,7 +247,8 @@ class Index:
 
     def search(self, query: str, k: int = 10, *, mode: Mode | str | None = None,
                passages: bool = False, rerank: Reranker | str | None = None,
-               rerank_top: int = RERANK_TOP, fusion: Fusion | None = None) -> list[Hit]:
+               rerank_top: int = RERANK_TOP, fusion: Fusion | None = None,
+               filter: Mapping[str, Any] | None = None) -> list[Hit]:
         """The ``k`` best hits for one query.
 
         Args:
@@ -259,27 +261,40 @@ class Index:
             rerank_top: how many fused passages the cross-encoder re-scores.
             fusion: how hybrid mode merges the two lists (default: equal-weight convex
                 combination of min-max-normalized scores).
+            filter: search only documents whose metadata match, e.g. ``{"year": {"$gte":
+                2020}}`` (:mod:`kosearch.retrieval.filters`); ``k`` hits come back whenever
+                ``k`` documents match.
 
         Returns:
             Hits best first; ``score`` is higher-is-better.
+
+        Raises:
+            FilterError: an unknown field or operator, or a value of the wrong type.
         """
         return self.search_batch([query], k, mode=mode, passages=passages, rerank=rerank,
-                                 rerank_top=rerank_top, fusion=fusion)[0]
+                                 rerank_top=rerank_top, fusion=fusion, filter=filter)[0]
 
     def search_batch(self, queries: Sequence[str], k: int = 10, *,
                      mode: Mode | str | None = None, passages: bool = False,
                      rerank: Reranker | str | None = None, rerank_top: int = RERANK_TOP,
-                     fusion: Fusion | None = None, query_vectors: Any = None) -> list[list[Hit]]:
+                     fusion: Fusion | None = None, query_vectors: Any = None,
+                     filter: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
+                     ) -> list[list[Hit]]:
         """Like :meth:`search` for many queries at once (encoded in one batch).
 
         ``query_vectors`` (shape ``(len(queries), dim)``, from :meth:`encode_queries`) skips
-        encoding, e.g. to compare modes or time searches without re-encoding.
+        encoding, e.g. to compare modes or time searches without re-encoding. ``filter`` is one
+        filter for every query, or a list with one filter (or None) per query.
         """
         queries = check_request(queries, k, rerank_top)
         chosen = resolve_mode(mode, self.lexical is not None)
+        filters = per_query_filters(filter, len(queries))
         if not queries or self.store.ntotal == 0:
             return [[] for _ in queries]
         with self._lock:
+            for spec in filters or ():  # a bad filter fails before the model loads
+                if spec is not None:
+                    self._searcher.subset(spec)
             reranker = self._rerankers.get(rerank)
             vectors = None
             if chosen == Mode.HYBRID and query_vectors is None:
@@ -289,7 +304,7 @@ class Index:
                            check_query_vectors(query_vectors, len(queries), self.store.dim))
             return self._searcher.search(queries, vectors, chosen, k, passages=passages,
                                          reranker=reranker, rerank_top=rerank_top,
-                                         fusion=fusion)
+                                         fusion=fusion, filters=filters)
 
     def encode_queries(self, queries: Sequence[str]) -> Any:
         """Query embeddings (with the model's query prompt), as the search would compute them."""

@@ -180,8 +180,11 @@ def search_directory(
     query_backend: str = "torch",
     nprobe: int | None = None,
     ef_search: int | None = None,
+    filter: Any = None,
 ) -> list[list[Hit]]:
     """Open the index at ``path`` and search ``queries`` once, as fast as a cold start allows.
+
+    ``filter`` is as for :meth:`~kosearch.index.Index.search_batch` (one, or one per query).
 
     In hybrid mode another core analyzes the queries for BM25 (a child process) while this
     process loads the index and the query model; see :meth:`kosearch.index.Index.warm_up`.
@@ -199,7 +202,7 @@ def search_directory(
         index.set_search_params(nprobe=nprobe, ef_search=ef_search)
         extra = {} if rerank_top is None else {"rerank_top": rerank_top}
         return index.search_batch(texts, k, mode=mode, passages=passages, rerank=rerank,
-                                  fusion=fusion, **extra)
+                                  fusion=fusion, filter=filter, **extra)
     finally:
         if analysis is not None:
             analysis.close()  # a no-op once the search used it; else stop the child

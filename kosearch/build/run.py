@@ -85,7 +85,7 @@ def _spool_passages(
     metas: dict[str, str] = {}
     seen: set[str] = set()
     counts = dict.fromkeys(("added", "updated", "unchanged"), 0)
-    with PassageTable.writer(work.path) as writer:
+    with PassageTable.writer(work.path, typed=False) as writer:
         for docs in batched(source if source is not None else (), DOC_BATCH):
             todo: list[Document] = []
             digests: dict[str, str] = {}
@@ -306,7 +306,10 @@ class Run:
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
+        from kosearch.storage.metadata import schema_of
+
         doc_ids = pq.read_table(directory / PASSAGES_FILE, columns=["doc_id"]).column("doc_id")
+        fields_schema = schema_of(pq.read_schema(directory / PASSAGES_FILE))
         stamp = now_iso()
         base = self.base.manifest if self.base is not None else None
         if base is not None:
@@ -335,7 +338,7 @@ class Run:
             },
             chunking=chunking, lexical=lexical, fields=asdict(self.settings.fields),
             corpus=corpus, created=base.created if base is not None else stamp, updated=stamp,
-            kosearch_version=__version__,
+            kosearch_version=__version__, metadata=fields_schema,
         )
 
 

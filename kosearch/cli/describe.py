@@ -44,6 +44,13 @@ def info_cmd(index_dir: str, as_json: bool) -> None:
     ]
     for name, value in rows:
         click.echo(f"{name:<10} {value}")
+    click.echo("filterable fields (kosearch query --filter '{\"FIELD\": VALUE}'):")
+    for field in info["filter_fields"]:
+        kind = field["type"]
+        if field.get("kinds"):
+            kind += f" ({', '.join(field['kinds'])}; compared as text)"
+        sample = ", ".join(json.dumps(v, ensure_ascii=False) for v in field["examples"])
+        click.echo(f"  {field['name']:<16} {kind:<16} e.g. {sample}")
 
 
 def _size(n: int) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import click
@@ -23,23 +24,50 @@ def _check_query(ctx: click.Context, param: click.Parameter, value: str | None) 
     return value
 
 
-def _read_queries(path: str) -> Iterator[tuple[str | None, str]]:
-    """(id, text) pairs from JSONL (``text`` + optional ``_id``/``id``) or plain lines."""
+def _parse_filter(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """``--filter``: a JSON object, or ``@FILE`` holding one; bad JSON is a usage error."""
+    if value is None:
+        return None
+    text, where = value, ""
+    if value.startswith("@"):
+        try:
+            text = Path(value[1:]).read_text(encoding="utf-8")
+        except OSError as error:
+            raise click.BadParameter(f"cannot read {value[1:]}: {error.strerror}") from None
+        where = f" in {value[1:]}"
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise click.BadParameter(
+            f"not valid JSON{where}: {error.msg} at line {error.lineno} column {error.colno} "
+            f"(character {error.pos})"
+        ) from None
+    if not isinstance(spec, dict):
+        raise click.BadParameter(f"a filter must be a JSON object, got {text.strip()[:60]}")
+    return spec
+
+
+def _read_queries(path: str) -> Iterator[tuple[str | None, str, Any]]:
+    """(id, text, filter) from JSONL (``text`` + optional ``_id``/``id`` and ``filter``) or
+    plain lines (filter: ``...`` when the record has none, so the flag applies)."""
     from kosearch.ingest.jsonl import read_jsonl
 
     with click.open_file(path, encoding="utf-8") as stream:
         records = read_jsonl(stream, error=ConfigError, label=path, plain_lines=True, column=False)
         for n, record in records:
             if isinstance(record, str):  # a plain query line, already stripped
-                text, qid = record, None
+                text, qid, spec = record, None, ...
             else:
                 text = record.get("text")
                 if not isinstance(text, str):
                     raise ConfigError(f"{path}:{n}: a JSON query needs a string field 'text'")
+                spec = record.get("filter", ...)
+                if spec is not ... and spec is not None and not isinstance(spec, dict):
+                    raise ConfigError(f"{path}:{n}: 'filter' must be a JSON object or null")
                 qid = record.get("_id", record.get("id"))
             if len(text) > MAX_QUERY_CHARS:
                 raise ConfigError(f"{path}:{n}: the query {_TOO_LONG.format(n=len(text))}")
-            yield (None if qid is None else str(qid)), text
+            yield (None if qid is None else str(qid)), text, spec
 
 
 def _one_line(text: str, width: int) -> str:
@@ -67,7 +95,12 @@ def _print_hits(query: str, hits: list[Any], width: int = 160) -> None:
 @click.option("--passages", is_flag=True, help="Raw passage hits, not one hit per document.")
 @json_option("One JSON object per query on stdout.")
 @click.option("--queries", "queries_file", type=click.Path(dir_okay=False, allow_dash=True),
-              help="File of queries: JSONL with text (+ _id/id), or one per line; - for stdin.")
+              help="File of queries: JSONL with text (+ _id/id, filter), or one per line; "
+                   "- for stdin.")
+@click.option("--filter", "filter_spec", callback=_parse_filter, metavar="JSON",
+              help='Search only documents whose metadata match, e.g. '
+                   '\'{"year": {"$gte": 2020}}\'; @FILE reads it from a file. A "filter" '
+                   "field in --queries JSONL overrides it for that query.")
 @model_option("Query model (default: the index's own; must match it).")
 @device_option()
 @click.option("--rerank", "rerank", default=None, metavar="MODEL",
@@ -89,17 +122,24 @@ def _print_hits(query: str, hits: list[Any], width: int = 160) -> None:
               help="auto/onnx: encode queries with onnxruntime on a cached ONNX export of the "
                    "model (no torch import); torch: with sentence-transformers.")
 def query_cmd(query: str | None, queries_file: str | None, as_json: bool, fusion: str,
-              dense_weight: float, index_dir: str, **options: Any) -> None:
+              dense_weight: float, index_dir: str, filter_spec: Any, **options: Any) -> None:
     """Search the index for QUERY (or for every query in --queries FILE)."""
     from kosearch.operations import search_directory
     from kosearch.settings import Fusion
 
     if (query is None) == (queries_file is None):
         raise click.UsageError("give either a QUERY argument or --queries FILE")
-    items = [(None, query)] if query is not None else list(_read_queries(queries_file or "-"))
-    results = search_directory(index_dir, [text for _, text in items],
-                               fusion=Fusion(method=fusion, dense_weight=dense_weight), **options)
-    for (qid, text), hits in zip(items, results):
+    items = ([(None, query, ...)] if query is not None
+             else list(_read_queries(queries_file or "-")))
+    filters = [filter_spec if spec is ... else spec for _, _, spec in items]
+    results = search_directory(index_dir, [text for _, text, _ in items],
+                               fusion=Fusion(method=fusion, dense_weight=dense_weight),
+                               filter=filters if any(f is not None for f in filters) else None,
+                               **options)
+    for (qid, text, _), spec, hits in zip(items, filters, results):
+        if spec is not None and not hits:
+            click.echo(f"note: no hits for {_one_line(text, 80)!r} with the filter "
+                       f"{json.dumps(spec, ensure_ascii=False)}", err=True)
         if as_json:
             record: dict[str, Any] = {"query": text}
             if qid is not None:

@@ -12,9 +12,9 @@ Example:
 from __future__ import annotations
 
 import threading
-from typing import Literal
+from typing import Any, Literal
 
-from kosearch.errors import MissingDependencyError
+from kosearch.errors import ConfigError, MissingDependencyError
 
 try:
     from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -50,6 +50,13 @@ class KosearchRetriever(BaseRetriever):
         k: How many documents (or passages) to return.
         mode: ``"hybrid"``, ``"dense"`` or ``"lexical"``; ``None`` is the index's default.
         passages: Return raw passage hits instead of one (best) passage per document.
+        filter: A metadata filter (Mongo-style, as for LangChain's vector stores: ``$eq $ne``
+            (or ``$neq``) ``$gt $gte $lt $lte $in $nin $exists $contains $and $or $not``);
+            see :mod:`kosearch.retrieval.filters`. It runs inside the search, so ``k``
+            documents come back whenever ``k`` match.
+        search_kwargs: As for LangChain's ``VectorStoreRetriever``: ``{"k": ..., "filter":
+            ...}`` override the fields above. ``invoke(query, filter=..., k=...)`` overrides
+            both for one call.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -58,15 +65,23 @@ class KosearchRetriever(BaseRetriever):
     k: int = Field(default=4, gt=0)
     mode: Literal[MODES] | None = None  # type: ignore[valid-type]
     passages: bool = False
+    filter: dict[str, Any] | None = None
+    search_kwargs: dict[str, Any] = Field(default_factory=dict)
     # The index's tokenizer and Kiwi are not safe to share between threads, and LangChain's
     # ``batch`` runs ``invoke`` on a thread pool: searches of one retriever take turns.
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
+        options = {"k": self.k, "filter": self.filter, **self.search_kwargs, **kwargs}
+        unknown = sorted(set(options) - {"k", "filter"})
+        if unknown:
+            raise ConfigError(f"unknown search option(s) {', '.join(unknown)}; "
+                              "KosearchRetriever takes k and filter")
         with self._lock:
-            hits = self.index.search(query, self.k, mode=self.mode, passages=self.passages)
+            hits = self.index.search(query, options["k"], mode=self.mode,
+                                     passages=self.passages, filter=options["filter"])
         return [Document(page_content=hit.text, metadata=hit_metadata(hit)) for hit in hits]
 
 

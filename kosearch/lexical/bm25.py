@@ -246,12 +246,17 @@ class LexicalIndex:
         """Memory held by the score matrix (the per-row terms are memory-mapped, not counted)."""
         return int(self._data.nbytes + self._indices.nbytes + self._indptr.nbytes)
 
-    def search(self, queries: Sequence[str], k: int) -> list[list[tuple[int, float]]]:
+    def search(
+        self, queries: Sequence[str], k: int, *, allowed: NDArray[np.bool_] | None = None
+    ) -> list[list[tuple[int, float]]]:
         """The ``k`` best rows for each query.
 
         Args:
             queries: Query texts; words unknown to the index are ignored.
             k: Results per query (>= 1).
+            allowed: Only rows where this mask is true are scored (a metadata filter); the
+                mask is applied before the top-k, so ``k`` allowed rows come back when ``k``
+                allowed rows match a query term.
 
         Returns:
             Per query, ``(row, score)`` pairs best first, ties by ascending row. Rows that match
@@ -262,9 +267,14 @@ class LexicalIndex:
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        return [self._search_terms(terms, k) for terms in self._analyze_queries(list(queries))]
+        if allowed is not None and len(allowed) != self._num_docs:
+            raise ValueError(f"the mask covers {len(allowed)} rows, the index {self._num_docs}")
+        return [self._search_terms(terms, k, allowed)
+                for terms in self._analyze_queries(list(queries))]
 
-    def _search_terms(self, terms: list[str], k: int) -> list[tuple[int, float]]:
+    def _search_terms(
+        self, terms: list[str], k: int, allowed: NDArray[np.bool_] | None = None
+    ) -> list[tuple[int, float]]:
         ids = [self._vocab[t] for t in terms if t in self._vocab]
         if not ids:
             return []
@@ -272,6 +282,8 @@ class LexicalIndex:
         rows = np.concatenate([self._indices[s:e] for s, e in zip(starts, ends)])
         weights = np.concatenate([self._data[s:e] for s, e in zip(starts, ends)])
         scores = np.bincount(rows, weights=weights, minlength=self._num_docs)
+        if allowed is not None:
+            scores[~allowed] = 0.0  # _top_k keeps positive scores only
         return _top_k(scores, k)
 
     def config(self) -> dict[str, Any]:

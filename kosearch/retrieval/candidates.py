@@ -16,6 +16,7 @@ from kosearch.settings import Fusion
 
 if TYPE_CHECKING:
     from kosearch.lexical.bm25 import LexicalIndex
+    from kosearch.storage.selection import Subset
     from kosearch.storage.vectors import VectorStore
 
 
@@ -29,10 +30,15 @@ class Candidate:
 
 
 def dense_candidates(
-    store: VectorStore, vectors: np.ndarray, depth: int
+    store: VectorStore, vectors: np.ndarray, depth: int, subset: Subset | None = None
 ) -> list[list[Candidate]]:
-    """The ``depth`` nearest passages of each query vector."""
-    scores, rows = store.search(vectors, depth)
+    """The ``depth`` nearest passages of each query vector (of the ``subset`` rows, if given)."""
+    if subset is None:
+        scores, rows = store.search(vectors, depth)
+    else:
+        from kosearch.storage.selection import search_subset
+
+        scores, rows = search_subset(store, vectors, depth, subset)
     return [
         [
             Candidate(int(r), float(s), {"dense_rank": i + 1, "dense_score": float(s)})
@@ -43,15 +49,17 @@ def dense_candidates(
 
 
 def lexical_candidates(
-    lexical: LexicalIndex, queries: Sequence[str], depth: int
+    lexical: LexicalIndex, queries: Sequence[str], depth: int, subset: Subset | None = None
 ) -> list[list[Candidate]]:
-    """The ``depth`` best BM25 passages of each query (fewer when few passages match)."""
+    """The ``depth`` best BM25 passages of each query (fewer when few passages match), of the
+    ``subset`` rows if given."""
+    allowed = None if subset is None else subset.mask
     return [
         [
             Candidate(row, score, {"lexical_rank": i + 1, "lexical_score": score})
             for i, (row, score) in enumerate(ranked)
         ]
-        for ranked in lexical.search(list(queries), depth)
+        for ranked in lexical.search(list(queries), depth, allowed=allowed)
     ]
 
 

@@ -8,13 +8,17 @@ loading models are the caller's (the :class:`~kosearch.index.Index` facade).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kosearch.errors import ConfigError
+import numpy as np
+
+from kosearch.errors import ConfigError, FilterError
 from kosearch.retrieval import candidates as retrieval
 from kosearch.retrieval.candidates import Candidate
+from kosearch.retrieval.filters import Filter, canonical, evaluate
 from kosearch.settings import Fusion
 from kosearch.types import Hit, Mode, join_title, parse_mode
 
@@ -23,12 +27,29 @@ if TYPE_CHECKING:
     from kosearch.lexical.bm25 import LexicalIndex
     from kosearch.storage.parts import IndexParts
     from kosearch.storage.passages import PassageTable
+    from kosearch.storage.selection import Subset
     from kosearch.storage.vectors import VectorStore
 
 log = logging.getLogger(__name__)
 
 HYBRID_DEPTH = 100  # candidates per retriever before fusion
 RERANK_TOP = 30  # passages re-scored by a cross-encoder
+SUBSET_CACHE = 16  # filters whose allowed rows a Searcher keeps (about 1.1 bytes a row each)
+
+
+def per_query_filters(spec: Any, n: int) -> list[Filter | None] | None:
+    """One filter (or None) per query: ``spec`` is None, one filter for all queries (a mapping),
+    or a sequence of ``n`` filters/None."""
+    if spec is None:
+        return None
+    if isinstance(spec, Mapping):
+        return [spec] * n
+    if isinstance(spec, (list, tuple)):
+        if len(spec) != n:
+            raise FilterError(f"got {len(spec)} filters for {n} queries; give one filter for "
+                              "all queries, or one (or None) per query")
+        return list(spec)
+    raise FilterError(f"a filter must be a JSON object, got {spec!r}")
 
 
 def check_request(queries: Sequence[Any], k: Any, rerank_top: Any) -> list[str]:
@@ -75,6 +96,26 @@ class Searcher:
     passages: PassageTable
     lexical: LexicalIndex | None
     doc_ids: Sequence[str]
+    _subsets: OrderedDict[str, Subset] = field(default_factory=OrderedDict, repr=False,
+                                               compare=False)
+
+    def subset(self, spec: Filter) -> Subset:
+        """The rows ``spec`` allows (cached per filter: the last :data:`SUBSET_CACHE` filters).
+
+        Raises:
+            FilterError: a bad filter (see :mod:`kosearch.retrieval.filters`).
+        """
+        from kosearch.storage.selection import Subset
+
+        key = str(canonical(spec))
+        found = self._subsets.get(key)
+        if found is None:
+            mask = evaluate(spec, self.passages.filterable(), self.passages.fields())
+            found = self._subsets[key] = Subset.of(mask)
+            while len(self._subsets) > SUBSET_CACHE:
+                self._subsets.popitem(last=False)
+        self._subsets.move_to_end(key)
+        return found
 
     @classmethod
     def of(cls, parts: IndexParts) -> Searcher:
@@ -92,11 +133,36 @@ class Searcher:
         reranker: Reranker | None = None,
         rerank_top: int = RERANK_TOP,
         fusion: Fusion | None = None,
+        filters: Sequence[Filter | None] | None = None,
     ) -> list[list[Hit]]:
-        """The hits of each query; ``vectors`` are the encoded queries (None in lexical mode)."""
-        ranked = self._rank(queries, vectors, mode, k, passages, reranker, rerank_top,
-                            fusion or Fusion())
-        return [self._hits(cands) for cands in ranked]
+        """The hits of each query; ``vectors`` are the encoded queries (None in lexical mode).
+
+        ``filters`` holds one metadata filter (or None) per query: a filtered query ranks only
+        the passages its filter allows, so it gets ``k`` hits whenever ``k`` documents match.
+        Queries sharing a filter are searched together, the filter evaluated once.
+        """
+        fusion = fusion or Fusion()
+        if filters is None or all(f is None for f in filters):
+            ranked = self._rank(queries, vectors, mode, k, passages, reranker, rerank_top,
+                                fusion, None)
+            return [self._hits(cands) for cands in ranked]
+        groups: dict[str | None, list[int]] = {}
+        for i, spec in enumerate(filters):
+            groups.setdefault(canonical(spec), []).append(i)
+        subsets = {key: None if key is None else self.subset(filters[rows[0]])  # type: ignore[arg-type]
+                   for key, rows in groups.items()}  # every filter checked before any search
+        out: list[list[Hit]] = [[] for _ in queries]
+        for key, rows in groups.items():
+            subset = subsets[key]
+            if subset is not None and subset.count == 0:
+                log.info("the filter %s matches no passages", key)
+                continue
+            picked = None if vectors is None else np.asarray(vectors)[rows]
+            ranked = self._rank([queries[i] for i in rows], picked, mode, k, passages,
+                                reranker, rerank_top, fusion, subset)
+            for i, cands in zip(rows, ranked):
+                out[i] = self._hits(cands)
+        return out
 
     def _rank(
         self,
@@ -108,15 +174,16 @@ class Searcher:
         reranker: Reranker | None,
         rerank_top: int,
         fusion: Fusion,
+        subset: Subset | None,
     ) -> list[list[Candidate]]:
-        total = self.store.ntotal
+        total = self.store.ntotal if subset is None else subset.count
         depth = min(total, k if passages else max(4 * k, 20))
         if mode == Mode.HYBRID:
             depth = min(total, max(depth, HYBRID_DEPTH))
         if reranker is not None:
             depth = min(total, max(depth, rerank_top))
         while True:
-            lists = self._candidates(queries, vectors, mode, depth, fusion)
+            lists = self._candidates(queries, vectors, mode, depth, fusion, subset)
             if reranker is not None:
                 pool = max(rerank_top, k)
                 lists = [self._rerank(reranker, q, c[:pool]) for q, c in zip(queries, lists)]
@@ -142,15 +209,16 @@ class Searcher:
         ]
 
     def _candidates(
-        self, queries: list[str], vectors: Any, mode: Mode, depth: int, fusion: Fusion
+        self, queries: list[str], vectors: Any, mode: Mode, depth: int, fusion: Fusion,
+        subset: Subset | None = None,
     ) -> list[list[Candidate]]:
         dense = lexical = None
         if mode != Mode.LEXICAL:
-            dense = retrieval.dense_candidates(self.store, vectors, depth)
+            dense = retrieval.dense_candidates(self.store, vectors, depth, subset)
         if mode != Mode.DENSE:
             if self.lexical is None:  # resolve_mode refuses this mode first
                 raise ConfigError("this index has no lexical (BM25) part")
-            lexical = retrieval.lexical_candidates(self.lexical, queries, depth)
+            lexical = retrieval.lexical_candidates(self.lexical, queries, depth, subset)
         if dense is None:
             return lexical or []
         if lexical is None:

@@ -8,7 +8,7 @@
 Endpoints (OpenAPI docs at ``/docs``; request and response models in
 :mod:`kosearch.serving.schemas`):
 
-* ``POST /search`` ``{"query", "k": 10, "mode": null, "passages": false}`` ->
+* ``POST /search`` ``{"query", "k": 10, "mode": null, "passages": false, "filter": null}`` ->
   ``{"query", "hits": [...]}``, each hit shaped like in ``kosearch query --json``
   (:meth:`~kosearch.types.Hit.to_dict`);
 * ``POST /search/batch`` ``{"queries": [...], "k", "mode", "passages"}`` ->
@@ -158,7 +158,8 @@ def _add_routes(
         note = request.scope.get(NOTE_KEY)
         if note is not None:
             note.update(queries=len(queries), texts=queries)
-        future = batcher.submit(queries, body.k, mode=body.mode, passages=body.passages)
+        future = batcher.submit(queries, body.k, mode=body.mode, passages=body.passages,
+                                filter=body.filter)
         return await asyncio.wrap_future(future)
 
     async def search(request: Request) -> JSONResponse:

@@ -25,10 +25,10 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from kosearch.index import Index
@@ -53,6 +53,7 @@ class _Job:
     queries: list[str]
     key: SearchKey
     future: Future[list[list[Hit]]]
+    filter: Mapping[str, Any] | None = None  # per job: jobs with other filters still batch
 
 
 class SearchBatcher:
@@ -92,16 +93,20 @@ class SearchBatcher:
 
     # ------------------------------------------------------------------ the public side
     def submit(
-        self, queries: Sequence[str], k: int, *, mode: str | None = None, passages: bool = False
+        self, queries: Sequence[str], k: int, *, mode: str | None = None, passages: bool = False,
+        filter: Mapping[str, Any] | None = None,
     ) -> Future[list[list[Hit]]]:
         """Queue a search; the future gives one hit list per query, or the search's error.
+
+        ``filter`` (a metadata filter for every query of the job) does not keep jobs apart:
+        one ``search_batch`` call takes one filter per query.
 
         Raises:
             RuntimeError: the batcher is closed.
         """
         if mode is None:  # so that "no mode" and the default mode batch together
             mode = self._index.default_mode.value
-        job = _Job(list(queries), SearchKey(k, mode, passages), Future())
+        job = _Job(list(queries), SearchKey(k, mode, passages), Future(), filter)
         with self._cond:
             if self._closed:
                 raise RuntimeError("the search worker is shut down")
@@ -111,10 +116,11 @@ class SearchBatcher:
         return job.future
 
     def search(
-        self, queries: Sequence[str], k: int, *, mode: str | None = None, passages: bool = False
+        self, queries: Sequence[str], k: int, *, mode: str | None = None, passages: bool = False,
+        filter: Mapping[str, Any] | None = None,
     ) -> list[list[Hit]]:
         """:meth:`submit` and wait for the result."""
-        return self.submit(queries, k, mode=mode, passages=passages).result()
+        return self.submit(queries, k, mode=mode, passages=passages, filter=filter).result()
 
     @property
     def pending(self) -> int:
@@ -183,9 +189,11 @@ class SearchBatcher:
 
     def _run(self, key: SearchKey, jobs: list[_Job]) -> None:
         queries = [q for job in jobs for q in job.queries]
+        filters = [job.filter for job in jobs for _ in job.queries]
+        extra = {"filter": filters} if any(f is not None for f in filters) else {}
         try:
             results = self._index.search_batch(
-                queries, key.k, mode=key.mode, passages=key.passages
+                queries, key.k, mode=key.mode, passages=key.passages, **extra
             )
         except Exception as error:  # noqa: BLE001 - delivered to the caller, never lost
             if len(jobs) > 1:

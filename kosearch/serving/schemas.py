@@ -43,6 +43,12 @@ def request_models(
         "mode": (Literal[MODES] | None,  # type: ignore[valid-type]
                  Field(None, description="Default: hybrid when the index has BM25, else dense.")),
         "passages": (bool, Field(False, description="Raw passage hits, not one per document.")),
+        "filter": (dict[str, Any] | None, Field(None, description=(
+            'Search only documents whose metadata match (Mongo-style): {"category": "법률"}, '
+            '{"year": {"$gte": 2020}}, {"tags": {"$in": ["a", "b"]}}, {"id": {"$in": [...]}}; '
+            "operators $eq $ne $gt $gte $lt $lte $in $nin $exists $contains $and $or $not. "
+            "A bad filter is answered 400."),
+            examples=[{"year": {"$gte": 2020}}])),
     }
     strict = ConfigDict(strict=True, extra="forbid")
     hit = create_model("Hit", **_required_fields(Hit, HIT_FIELDS))

@@ -49,6 +49,9 @@ class Manifest:
     updated: str = ""
     kosearch_version: str = ""
     format_version: int = FORMAT_VERSION
+    #: The typed metadata fields, ``{name: {"type": ..., ["kinds": [...]]}}``
+    #: (:mod:`kosearch.storage.metadata`); empty for indexes written before typed fields.
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         """Serialize as pretty, UTF-8 JSON."""
@@ -123,7 +126,8 @@ def _from_dict(data: dict[str, Any], source: Path) -> Manifest:
         fields_ = {k: data[k] for k in ("metric", "faiss", "counts", "chunking")}
     except (KeyError, TypeError) as e:
         raise IndexFormatError(f"{source} is missing or has a malformed field: {e}") from e
-    optional = ("lexical", "fields", "corpus", "created", "updated", "kosearch_version")
+    optional = ("lexical", "fields", "corpus", "created", "updated", "kosearch_version",
+                "metadata")
     return Manifest(
         model=model,
         format_version=version,

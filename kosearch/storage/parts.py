@@ -152,4 +152,28 @@ def describe(parts: IndexParts, path: Path | None) -> dict[str, Any]:
     data["memory_bytes"] = sum(memory.values())
     if path is not None:
         data["disk_bytes"] = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    data["filter_fields"] = filter_fields(parts.passages)
     return data
+
+
+def filter_fields(passages: PassageTable, n_examples: int = 3) -> list[dict[str, Any]]:
+    """The fields a filter can name: ``id`` and each typed metadata field, with its type and
+    a few example values (computed from ``meta`` JSON for an index without typed columns)."""
+    from kosearch.storage.metadata import examples
+
+    table = passages.filterable()
+    out: list[dict[str, Any]] = [{"name": "id", "type": "string",
+                                  "examples": examples_of_ids(table, n_examples)}]
+    for name, info in passages.fields().items():
+        out.append({"name": name, **info, "examples": examples(table, name, n_examples)})
+    return out
+
+
+def examples_of_ids(table: Any, n: int) -> list[str]:
+    """The first ``n`` distinct document ids."""
+    seen: dict[str, None] = {}
+    for value in table.column("doc_id").slice(0, 1000).to_pylist():
+        seen.setdefault(value)
+        if len(seen) >= n:
+            break
+    return list(seen)

@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from kosearch.errors import ConfigError, CorpusError, IndexFormatError
+from kosearch.storage import metadata
 from kosearch.storage.checks import check_file, checked_rows, error_reason
 from kosearch.storage.layout import PASSAGES_FILE
 from kosearch.types import Passage
@@ -32,19 +33,25 @@ _SLICE_ROWS = 256
 COLUMNS = ("doc_id", "chunk", "text", "title", "start", "end", "meta", "hash")
 #: Columns an index written before content hashes may lack (filled with "" = unknown).
 OPTIONAL_COLUMNS = ("hash",)
+#: Schema metadata marking a table whose typed ``meta.*`` columns are complete (none may mean
+#: "no fields"); a table without it (kosearch 0.1) gets them computed when first filtered.
+TYPED_KEY, TYPED_VALUE = b"kosearch.typed_meta", b"1"
 
 
 class PassageWriter:
     """Streams passages into ``passages.parquet`` (zstd, row groups of 8192 rows).
 
-    Use it as a context manager; on an exception the partial file is deleted.
+    Use it as a context manager; on an exception the partial file is deleted. With ``typed``,
+    :meth:`close` adds the typed metadata columns (:mod:`kosearch.storage.metadata`), inferred
+    over every row written: a second pass over the file, one row group at a time.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, typed: bool = True) -> None:
         """Open ``directory/passages.parquet`` for writing (prefer :meth:`PassageTable.writer`)."""
         import pyarrow.parquet as pq
 
         self.path = Path(directory) / PASSAGES_FILE
+        self._typed = typed
         try:
             self._writer: Any = pq.ParquetWriter(self.path, _schema(), compression="zstd")
         except OSError as error:
@@ -103,6 +110,8 @@ class PassageWriter:
             self._flush(len(self._pending["doc_id"]))
             self._writer.close()
             self._closed = True
+            if self._typed:
+                _add_typed_columns(self.path)
         return self._rows
 
     def abort(self) -> None:
@@ -158,9 +167,10 @@ class PassageTable:
         self._path = path
 
     @classmethod
-    def writer(cls, directory: Path) -> PassageWriter:
-        """A streaming writer of ``directory/passages.parquet``."""
-        return PassageWriter(directory)
+    def writer(cls, directory: Path, *, typed: bool = True) -> PassageWriter:
+        """A streaming writer of ``directory/passages.parquet`` (``typed``: add the typed
+        metadata columns on close; a spool that is copied later needs none)."""
+        return PassageWriter(directory, typed=typed)
 
     @classmethod
     def from_passages(
@@ -181,7 +191,7 @@ class PassageTable:
             "meta": [encode_meta(m, p.doc_id) for p, m in zip(passages, metas)],
             "hash": [""] * len(passages),
         }
-        return cls(pa.Table.from_pydict(columns, schema=_schema()))
+        return cls(_typed(pa.Table.from_pydict(columns, schema=_schema())))
 
     @classmethod
     def load(cls, directory: Path) -> PassageTable:
@@ -210,23 +220,44 @@ class PassageTable:
             raise IndexFormatError(
                 f"{path} lacks the column(s) {', '.join(missing)}; the index is corrupt"
             )
+        typed = [name for name in table.column_names if name.startswith(metadata.PREFIX)]
         try:
-            table = table.select(list(COLUMNS)).cast(_schema())
+            base = table.select(list(COLUMNS)).cast(_schema())
         except (pa.ArrowException, ValueError) as error:
             raise IndexFormatError(
                 f"{path} has columns of the wrong type ({error_reason(error)})"
             ) from error
-        if any(column.null_count for column in table.columns):
+        if any(column.null_count for column in base.columns):
             raise IndexFormatError(f"{path} has empty (null) cells; the index is corrupt")
-        return cls(table, path)
+        if (table.schema.metadata or {}).get(TYPED_KEY) == TYPED_VALUE:
+            for name in typed:
+                base = base.append_column(table.schema.field(name), table.column(name))
+            base = base.replace_schema_metadata({TYPED_KEY: TYPED_VALUE})
+        return cls(base, path)
 
     def __len__(self) -> int:
         return int(self._table.num_rows)
 
     @property
     def table(self) -> pa.Table:
-        """The underlying pyarrow table (``meta`` still JSON text)."""
+        """The underlying pyarrow table (``meta`` still JSON text, then any typed columns)."""
         return self._table
+
+    def filterable(self) -> pa.Table:
+        """``doc_id`` and the typed ``meta.<field>`` columns, for evaluating filters.
+
+        An index written before typed columns (kosearch 0.1) gets them computed from its
+        ``meta`` JSON here, on first use (slower, same results); they are kept in memory.
+        """
+        if (self._table.schema.metadata or {}).get(TYPED_KEY) != TYPED_VALUE:
+            self._table = _typed(self._table)
+        names = ["doc_id"] + [n for n in self._table.column_names
+                              if n.startswith(metadata.PREFIX)]
+        return self._table.select(names)
+
+    def fields(self) -> dict[str, dict[str, Any]]:
+        """The filterable metadata fields: ``{name: {"type": ..., ["kinds": [...]]}}``."""
+        return metadata.schema_of(self.filterable().schema)
 
     def rows(self, rows: Sequence[int]) -> list[dict[str, Any]]:
         """The records of ``rows``, in the order given, with ``meta`` decoded to a dict.
@@ -238,10 +269,11 @@ class PassageTable:
         import pyarrow as pa
 
         keys = checked_rows(rows, len(self))
+        table = self._table.select(list(COLUMNS))
         if 0 < len(keys) <= _SLICE_ROWS:  # a search's hits: no compute kernel, which imports pandas
-            picked = pa.concat_tables([self._table.slice(row, 1) for row in keys.tolist()])
+            picked = pa.concat_tables([table.slice(row, 1) for row in keys.tolist()])
         else:
-            picked = self._table.take(keys)
+            picked = table.take(keys)
         records: list[dict[str, Any]] = picked.to_pylist()
         for row, record in zip(keys.tolist(), records):
             try:
@@ -265,13 +297,14 @@ class PassageTable:
 
     def select(self, rows: Sequence[int]) -> PassageTable:
         """A new table of ``rows`` in the order given (e.g. the rows kept after a delete)."""
-        return PassageTable(self._table.take(checked_rows(rows, len(self))))
+        return PassageTable(_typed(self._table.take(checked_rows(rows, len(self)))))
 
     def concat(self, other: PassageTable) -> PassageTable:
         """A new table: these rows followed by ``other``'s."""
         import pyarrow as pa
 
-        return PassageTable(pa.concat_tables([self._table, other.table]).combine_chunks())
+        tables = [t.select(list(COLUMNS)) for t in (self._table, other.table)]
+        return PassageTable(_typed(pa.concat_tables(tables).combine_chunks()))
 
     def save(self, directory: Path) -> int:
         """Write ``directory/passages.parquet`` and return the number of rows."""
@@ -301,6 +334,55 @@ def _schema() -> pa.Schema:
             ("hash", pa.string()),
         ]
     )
+
+
+def _typed(table: pa.Table) -> pa.Table:
+    """``table`` with fresh typed metadata columns, marked complete."""
+    typed = metadata.with_typed_columns(table)
+    return typed.replace_schema_metadata({TYPED_KEY: TYPED_VALUE})
+
+
+def _add_typed_columns(path: Path) -> None:
+    """Rewrite ``path`` with typed metadata columns: infer over all rows, then add them.
+
+    Two streaming passes (the ``meta`` column, then one row group at a time), so memory stays
+    at one row group plus the field statistics; the file is replaced atomically.
+    """
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source = pq.ParquetFile(path)
+
+    def metas() -> Any:
+        for batch in source.iter_batches(batch_size=ROW_GROUP_ROWS, columns=["meta"]):
+            yield from metadata.decode_metas(batch.column(0))
+
+    schema = metadata.infer(metas())
+    tmp = path.with_name(path.name + ".typed")
+    writer = None
+    try:
+        for batch in source.iter_batches(batch_size=ROW_GROUP_ROWS):
+            table = pa.Table.from_batches([batch])
+            for field, array in metadata.columns(metadata.decode_metas(batch.column("meta")),
+                                                 schema):
+                table = table.append_column(field, array)
+            table = table.replace_schema_metadata({TYPED_KEY: TYPED_VALUE})
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        if writer is None:  # no rows: the schema alone
+            empty = _schema().empty_table().replace_schema_metadata({TYPED_KEY: TYPED_VALUE})
+            pq.write_table(empty, tmp, compression="zstd")
+        else:
+            writer.close()
+        os.replace(tmp, path)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def encode_meta(meta: Mapping[str, Any], doc_id: str) -> str:

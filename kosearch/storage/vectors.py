@@ -99,6 +99,15 @@ class VectorStore:
         return self._mapped
 
     @property
+    def faiss_index(self) -> Any:
+        """The FAISS index itself, to search with parameters (:mod:`.selection`); read only."""
+        return self._index
+
+    def prepare(self, vectors: NDArray[np.floating[Any]]) -> NDArray[np.float32]:
+        """Vectors as this store searches them: checked float32, normalized under cosine."""
+        return self._prepare(vectors)
+
+    @property
     def kind(self) -> str:
         """``flat``, ``hnsw``, ``ivf-flat``, ``ivf-pq``, ``ivf-sq8`` or ``other``."""
         return index_kind(self._index)
