@@ -182,6 +182,22 @@ def test_typed_columns_are_plain_parquet_and_mixed_fields_compare_as_text(tmp_pa
     assert [h.id for h in index.search("가나다", k=5, filter={"code": "K7"})] == ["b"]
 
 
+def test_the_passage_table_reads_in_pandas_polars_and_duckdb(tmp_path: Path) -> None:
+    import duckdb
+    import pandas as pd
+    import polars as pl
+
+    docs = [Document(f"d{i}", "서울 날씨", "", {"year": 2018 + i, "tags": ["a"] * (i % 2),
+                                                "day": f"2024-01-0{i + 1}"}) for i in range(4)]
+    Index.build(docs, tmp_path / "idx", encoder=HashEncoder(dim=16))
+    path = tmp_path / "idx" / "passages.parquet"
+    assert pd.read_parquet(path)["meta.year"].tolist() == [2018, 2019, 2020, 2021]
+    assert str(pl.read_parquet(path).schema["meta.day"]) == "Date"
+    rows = duckdb.connect().execute(
+        f"SELECT doc_id FROM '{path}' WHERE \"meta.year\" >= 2020 ORDER BY doc_id").fetchall()
+    assert rows == [("d2",), ("d3",)]
+
+
 def test_updates_retype_fields_and_add_new_ones(tmp_path: Path) -> None:
     path = tmp_path / "idx"
     index = Index.build([Document("a", "서울 날씨", "", {"n": 1}),
