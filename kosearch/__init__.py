@@ -24,7 +24,7 @@ from kosearch.errors import (
     ModelLoadError,
     ModelMismatchError,
 )
-from kosearch.settings import ChunkSettings, Fields, Fusion, IndexSettings
+from kosearch.settings import ChunkSettings, Fields, Fusion, IndexSettings, SearchOptions
 from kosearch.types import Document, Hit, Metric, Mode, Passage, UpdateReport
 
 if TYPE_CHECKING:
@@ -57,6 +57,7 @@ __all__ = [
     "ModelMismatchError",
     "Passage",
     "Reranker",
+    "SearchOptions",
     "UpdateReport",
     "__version__",
     "index_directory",

@@ -23,13 +23,13 @@ from kosearch.encoding.rerank import RerankerCache
 from kosearch.errors import ConfigError
 from kosearch.lazy import Lazy
 from kosearch.retrieval.search import (
-    RERANK_TOP,
     Searcher,
     check_query_vectors,
     check_request,
     per_query_filters,
     resolve_mode,
 )
+from kosearch.settings import RERANK_TOP
 from kosearch.storage.atomic import atomic_directory
 from kosearch.storage.layout import LEXICAL_DIR, MANIFEST_FILE
 from kosearch.storage.parts import IndexParts, describe, read_parts, save_parts

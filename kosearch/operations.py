@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from kosearch.errors import ConfigError, ModelMismatchError
-from kosearch.settings import ChunkSettings, Fusion, IndexSettings
+from kosearch.settings import ChunkSettings, IndexSettings, SearchOptions
 from kosearch.storage.layout import LEXICAL_DIR, is_index
 from kosearch.types import Hit, Mode, UpdateReport
 
@@ -169,40 +169,37 @@ def search_directory(
     path: str | os.PathLike[str],
     queries: Sequence[str],
     k: int = 10,
+    options: SearchOptions | None = None,
     *,
-    mode: Mode | str | None = None,
-    passages: bool = False,
-    rerank: str | None = None,
-    rerank_top: int | None = None,
-    fusion: Fusion | None = None,
+    filter: Any = None,
     model: str | None = None,
     device: str | None = None,
     query_backend: str = "torch",
     nprobe: int | None = None,
     ef_search: int | None = None,
-    filter: Any = None,
 ) -> list[list[Hit]]:
     """Open the index at ``path`` and search ``queries`` once, as fast as a cold start allows.
 
-    ``filter`` is as for :meth:`~kosearch.index.Index.search_batch` (one, or one per query).
+    ``options`` (mode, passages, reranking, fusion) and ``filter`` (one, or one per query) are
+    as for :meth:`~kosearch.index.Index.search_batch`; ``model``, ``device`` and
+    ``query_backend`` as for :meth:`~kosearch.index.Index.load`.
 
     In hybrid mode another core analyzes the queries for BM25 (a child process) while this
     process loads the index and the query model; see :meth:`kosearch.index.Index.warm_up`.
     """
     from kosearch.lexical.child_analysis import ChildAnalysis
 
+    options = options or SearchOptions()
     texts = list(queries)
-    hybrid = mode is None or str(getattr(mode, "value", mode)) == Mode.HYBRID.value
+    hybrid = options.mode is None or str(options.mode) == Mode.HYBRID.value
     analysis = ChildAnalysis.start(Path(path) / LEXICAL_DIR, texts) if hybrid else None
     try:
         from kosearch.index import Index
 
         index = Index.load(path, model=model, device=device, query_backend=query_backend)
-        index.warm_up(mode, texts, analysis=analysis)
+        index.warm_up(options.mode, texts, analysis=analysis)
         index.set_search_params(nprobe=nprobe, ef_search=ef_search)
-        extra = {} if rerank_top is None else {"rerank_top": rerank_top}
-        return index.search_batch(texts, k, mode=mode, passages=passages, rerank=rerank,
-                                  fusion=fusion, filter=filter, **extra)
+        return index.search_batch(texts, k, filter=filter, **options.keywords())
     finally:
         if analysis is not None:
             analysis.close()  # a no-op once the search used it; else stop the child

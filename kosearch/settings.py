@@ -8,12 +8,14 @@ merges its two lists.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from kosearch.errors import ConfigError
 from kosearch.types import FUSION_METHODS, Metric, parse_metric
 
 RRF_K = 60
+RERANK_TOP = 30  # passages re-scored by a cross-encoder
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,3 +128,28 @@ class Fusion:
         if self.rrf_k < 1:
             raise ConfigError(f"the RRF constant must be at least 1, got {self.rrf_k}")
 
+
+
+@dataclass(frozen=True, slots=True)
+class SearchOptions:
+    """How a search ranks, besides its queries, ``k`` and filter: the keyword arguments of
+    :meth:`kosearch.Index.search`, defined once, passed as one value by the front ends (the
+    HTTP server's batcher groups searches by it, the integrations keep one).
+
+    Attributes:
+        mode: ``hybrid`` (default when the index has BM25), ``dense`` or ``lexical``.
+        passages: raw passage hits instead of one (best) passage per document.
+        rerank: a cross-encoder (model id, local path, or a ``Reranker``), or None.
+        rerank_top: how many fused passages the cross-encoder re-scores.
+        fusion: how hybrid mode merges its two lists (None: the default :class:`Fusion`).
+    """
+
+    mode: str | None = None
+    passages: bool = False
+    rerank: Any = None
+    rerank_top: int = RERANK_TOP
+    fusion: Fusion | None = None
+
+    def keywords(self) -> dict[str, Any]:
+        """As keyword arguments of :meth:`kosearch.Index.search` / ``search_batch``."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 from fakes import SAMPLE_DOCS, HashEncoder
 
-from kosearch import ChunkSettings, ConfigError, Index, index_directory, search_directory
+from kosearch import (
+    ChunkSettings,
+    ConfigError,
+    Index,
+    SearchOptions,
+    index_directory,
+    search_directory,
+)
 
 
 @pytest.fixture()
@@ -60,7 +67,23 @@ def test_search_directory_ranks_as_the_loaded_index(built: Path, monkeypatch) ->
     monkeypatch.setattr("kosearch.encoding.factory.load_encoder", lambda *a, **k: HashEncoder())
     query = SAMPLE_DOCS[2].text[:20]
     for mode in ("hybrid", "dense", "lexical"):
-        got = search_directory(built, [query], 3, mode=mode)[0]
+        got = search_directory(built, [query], 3, SearchOptions(mode=mode))[0]
         want = Index.load(built, encoder=HashEncoder()).search(query, 3, mode=mode)
         assert [(h.id, round(h.score, 5)) for h in got] == [(h.id, round(h.score, 5))
                                                            for h in want]
+
+
+def test_search_options_are_the_keywords_of_search(built: Path) -> None:
+    import inspect
+
+    from kosearch.settings import SearchOptions as Options
+
+    index = Index.load(built, encoder=HashEncoder())
+    parameters = inspect.signature(Index.search_batch).parameters
+    assert set(Options().keywords()) <= set(parameters)  # every option is a search keyword
+    for name, value in Options().keywords().items():
+        assert parameters[name].default == value, name  # with the same default
+    query = SAMPLE_DOCS[1].text[:20]
+    options = Options(mode="lexical", passages=True)
+    assert index.search(query, 3, **options.keywords()) == index.search(
+        query, 3, mode="lexical", passages=True)

@@ -273,12 +273,12 @@ class GatedIndex:
         return getattr(self.index, name)
 
     def search_batch(self, queries: list[str], k: int, *, mode: str | None = None,
-                     passages: bool = False) -> Any:
+                     passages: bool = False, **options: Any) -> Any:
         self.calls.append((list(queries), k, mode, passages))
         if not self.started.is_set():
             self.started.set()
             assert self.release.wait(30)
-        return self.index.search_batch(queries, k, mode=mode, passages=passages)
+        return self.index.search_batch(queries, k, mode=mode, passages=passages, **options)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:

@@ -122,20 +122,22 @@ def _print_hits(query: str, hits: list[Any], width: int = 160) -> None:
               help="auto/onnx: encode queries with onnxruntime on a cached ONNX export of the "
                    "model (no torch import); torch: with sentence-transformers.")
 def query_cmd(query: str | None, queries_file: str | None, as_json: bool, fusion: str,
-              dense_weight: float, index_dir: str, filter_spec: Any, **options: Any) -> None:
+              dense_weight: float, index_dir: str, filter_spec: Any, k: int, mode: str | None,
+              passages: bool, rerank: str | None, rerank_top: int, **load: Any) -> None:
     """Search the index for QUERY (or for every query in --queries FILE)."""
     from kosearch.operations import search_directory
-    from kosearch.settings import Fusion
+    from kosearch.settings import Fusion, SearchOptions
 
     if (query is None) == (queries_file is None):
         raise click.UsageError("give either a QUERY argument or --queries FILE")
     items = ([(None, query, ...)] if query is not None
              else list(_read_queries(queries_file or "-")))
     filters = [filter_spec if spec is ... else spec for _, _, spec in items]
-    results = search_directory(index_dir, [text for _, text, _ in items],
-                               fusion=Fusion(method=fusion, dense_weight=dense_weight),
+    options = SearchOptions(mode=mode, passages=passages, rerank=rerank, rerank_top=rerank_top,
+                            fusion=Fusion(method=fusion, dense_weight=dense_weight))
+    results = search_directory(index_dir, [text for _, text, _ in items], k, options,
                                filter=filters if any(f is not None for f in filters) else None,
-                               **options)
+                               **load)
     for (qid, text, _), spec, hits in zip(items, filters, results):
         if spec is not None and not hits:
             click.echo(f"note: no hits for {_one_line(text, 80)!r} with the filter "

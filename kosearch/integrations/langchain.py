@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import threading
+from dataclasses import fields
 from typing import Any, Literal
 
 from kosearch.errors import ConfigError, MissingDependencyError
@@ -32,9 +33,13 @@ import numpy as np
 
 from kosearch.index import Index
 from kosearch.integrations import hit_metadata
+from kosearch.settings import SearchOptions
 from kosearch.types import MODES
 
 __all__ = ["KosearchEmbeddings", "KosearchRetriever"]
+
+
+_SEARCH_OPTIONS = tuple(f.name for f in fields(SearchOptions))
 
 
 class KosearchRetriever(BaseRetriever):
@@ -55,8 +60,10 @@ class KosearchRetriever(BaseRetriever):
             see :mod:`kosearch.retrieval.filters`. It runs inside the search, so ``k``
             documents come back whenever ``k`` match.
         search_kwargs: As for LangChain's ``VectorStoreRetriever``: ``{"k": ..., "filter":
-            ...}`` override the fields above. ``invoke(query, filter=..., k=...)`` overrides
-            both for one call.
+            ...}`` override the fields above, as may any
+            :class:`~kosearch.settings.SearchOptions` field (``mode``, ``passages``,
+            ``rerank``, ``rerank_top``, ``fusion``). ``invoke(query, filter=..., k=...)``
+            overrides them for one call.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -74,14 +81,16 @@ class KosearchRetriever(BaseRetriever):
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        options = {"k": self.k, "filter": self.filter, **self.search_kwargs, **kwargs}
-        unknown = sorted(set(options) - {"k", "filter"})
+        options = {"k": self.k, "filter": self.filter, "mode": self.mode,
+                   "passages": self.passages, **self.search_kwargs, **kwargs}
+        unknown = sorted(set(options) - {"k", "filter", *_SEARCH_OPTIONS})
         if unknown:
-            raise ConfigError(f"unknown search option(s) {', '.join(unknown)}; "
-                              "KosearchRetriever takes k and filter")
+            raise ConfigError(f"unknown search option(s) {', '.join(unknown)}; KosearchRetriever "
+                              f"takes k, filter, {', '.join(_SEARCH_OPTIONS)}")
+        search = SearchOptions(**{n: options[n] for n in _SEARCH_OPTIONS if n in options})
         with self._lock:
-            hits = self.index.search(query, options["k"], mode=self.mode,
-                                     passages=self.passages, filter=options["filter"])
+            hits = self.index.search(query, options["k"], filter=options["filter"],
+                                     **search.keywords())
         return [Document(page_content=hit.text, metadata=hit_metadata(hit)) for hit in hits]
 
 

@@ -19,7 +19,7 @@ from kosearch.errors import ConfigError, FilterError
 from kosearch.retrieval import candidates as retrieval
 from kosearch.retrieval.candidates import Candidate
 from kosearch.retrieval.filters import Filter, canonical, evaluate
-from kosearch.settings import Fusion
+from kosearch.settings import RERANK_TOP, Fusion
 from kosearch.types import Hit, Mode, join_title, parse_mode
 
 if TYPE_CHECKING:
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HYBRID_DEPTH = 100  # candidates per retriever before fusion
-RERANK_TOP = 30  # passages re-scored by a cross-encoder
 SUBSET_CACHE = 16  # filters whose allowed rows a Searcher keeps (about 1.1 bytes a row each)
 
 

@@ -46,7 +46,14 @@ from kosearch.serving.batcher import SearchBatcher
 from kosearch.serving.docs import add_docs, docs_options
 from kosearch.serving.logs import access_log, log
 from kosearch.serving.middleware import NOTE_KEY, AccessLog, Gate
-from kosearch.serving.schemas import describe_errors, parse_body, report_body, request_models
+from kosearch.serving.schemas import (
+    SEARCH_FIELDS,
+    describe_errors,
+    parse_body,
+    report_body,
+    request_models,
+)
+from kosearch.settings import SearchOptions
 from kosearch.types import MAX_QUERY_CHARS
 
 if TYPE_CHECKING:
@@ -158,8 +165,8 @@ def _add_routes(
         note = request.scope.get(NOTE_KEY)
         if note is not None:
             note.update(queries=len(queries), texts=queries)
-        future = batcher.submit(queries, body.k, mode=body.mode, passages=body.passages,
-                                filter=body.filter)
+        options = SearchOptions(**{name: getattr(body, name) for name in SEARCH_FIELDS})
+        future = batcher.submit(queries, body.k, options, filter=body.filter)
         return await asyncio.wrap_future(future)
 
     async def search(request: Request) -> JSONResponse:

@@ -7,9 +7,9 @@ a :class:`SearchBatcher` runs on its own single worker thread, and callers get a
 
 * with no load, a job runs as soon as it is submitted (no waiting window by default);
 * while a search runs, new jobs queue up; when it ends the worker takes every queued job,
-  groups them by ``(k, mode, passages)`` and answers each group with ONE
-  :meth:`~kosearch.index.Index.search_batch` call, so the model encodes all their queries in
-  one forward pass and FAISS/BM25 search them together.
+  groups them by ``k`` and :class:`~kosearch.settings.SearchOptions` and answers each group
+  with ONE :meth:`~kosearch.index.Index.search_batch` call, so the model encodes all their
+  queries in one forward pass and FAISS/BM25 search them together.
 
 A group whose batched call fails (say one job asked for lexical search on an index without
 BM25) is retried job by job, so one bad job never fails its neighbours.
@@ -27,8 +27,10 @@ import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
+
+from kosearch.settings import SearchOptions
 
 if TYPE_CHECKING:
     from kosearch.index import Index
@@ -44,8 +46,7 @@ class SearchKey:
     """The parameters that must agree for two jobs to share one ``search_batch`` call."""
 
     k: int
-    mode: str | None
-    passages: bool
+    options: SearchOptions
 
 
 @dataclass(slots=True)
@@ -93,10 +94,12 @@ class SearchBatcher:
 
     # ------------------------------------------------------------------ the public side
     def submit(
-        self, queries: Sequence[str], k: int, *, mode: str | None = None, passages: bool = False,
+        self, queries: Sequence[str], k: int, options: SearchOptions | None = None, *,
         filter: Mapping[str, Any] | None = None,
     ) -> Future[list[list[Hit]]]:
         """Queue a search; the future gives one hit list per query, or the search's error.
+
+        Jobs with equal ``k`` and ``options`` share one ``search_batch`` call.
 
         ``filter`` (a metadata filter for every query of the job) does not keep jobs apart:
         one ``search_batch`` call takes one filter per query.
@@ -104,9 +107,10 @@ class SearchBatcher:
         Raises:
             RuntimeError: the batcher is closed.
         """
-        if mode is None:  # so that "no mode" and the default mode batch together
-            mode = self._index.default_mode.value
-        job = _Job(list(queries), SearchKey(k, mode, passages), Future(), filter)
+        options = options or SearchOptions()
+        if options.mode is None:  # so that "no mode" and the default mode batch together
+            options = replace(options, mode=self._index.default_mode.value)
+        job = _Job(list(queries), SearchKey(k, options), Future(), filter)
         with self._cond:
             if self._closed:
                 raise RuntimeError("the search worker is shut down")
@@ -116,11 +120,11 @@ class SearchBatcher:
         return job.future
 
     def search(
-        self, queries: Sequence[str], k: int, *, mode: str | None = None, passages: bool = False,
+        self, queries: Sequence[str], k: int, options: SearchOptions | None = None, *,
         filter: Mapping[str, Any] | None = None,
     ) -> list[list[Hit]]:
         """:meth:`submit` and wait for the result."""
-        return self.submit(queries, k, mode=mode, passages=passages, filter=filter).result()
+        return self.submit(queries, k, options, filter=filter).result()
 
     @property
     def pending(self) -> int:
@@ -193,7 +197,7 @@ class SearchBatcher:
         extra = {"filter": filters} if any(f is not None for f in filters) else {}
         try:
             results = self._index.search_batch(
-                queries, key.k, mode=key.mode, passages=key.passages, **extra
+                queries, key.k, **key.options.keywords(), **extra
             )
         except Exception as error:  # noqa: BLE001 - delivered to the caller, never lost
             if len(jobs) > 1:

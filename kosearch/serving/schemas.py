@@ -11,12 +11,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, get_args, get_origin, get_type_hints
 
+from kosearch.settings import SearchOptions
 from kosearch.types import HIT_FIELDS, MODES, REPORT_FIELDS, Hit, UpdateReport
 
 if TYPE_CHECKING:
     from fastapi import Request
     from pydantic import BaseModel
 
+
+#: The :class:`~kosearch.settings.SearchOptions` the HTTP API takes (reranking and fusion are
+#: the server's own choice).
+SEARCH_FIELDS = ("mode", "passages")
 
 def request_models(
     max_k: int, max_query_chars: int, max_batch: int, max_documents: int
@@ -38,11 +43,14 @@ def request_models(
 
     query = Annotated[str, StringConstraints(min_length=1, max_length=max_query_chars),
                       AfterValidator(not_blank)]
+    defaults = SearchOptions()
     common: dict[str, Any] = {
         "k": (int, Field(10, ge=1, le=max_k, description="How many hits per query.")),
         "mode": (Literal[MODES] | None,  # type: ignore[valid-type]
-                 Field(None, description="Default: hybrid when the index has BM25, else dense.")),
-        "passages": (bool, Field(False, description="Raw passage hits, not one per document.")),
+                 Field(defaults.mode,
+                       description="Default: hybrid when the index has BM25, else dense.")),
+        "passages": (bool, Field(defaults.passages,
+                                 description="Raw passage hits, not one per document.")),
         "filter": (dict[str, Any] | None, Field(None, description=(
             'Search only documents whose metadata match (Mongo-style): {"category": "법률"}, '
             '{"year": {"$gte": 2020}}, {"tags": {"$in": ["a", "b"]}}, {"id": {"$in": [...]}}; '
