@@ -69,7 +69,8 @@ def timed(fn, queries: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     return rows, np.array(times) * 1000
 
 
-def run(kind: str, xb: np.ndarray, xq: np.ndarray, table, fields) -> list[dict[str, object]]:
+def run(kind: str, xb: np.ndarray, xq: np.ndarray, table, fields,
+        ef_search: int | None = None) -> list[dict[str, object]]:
     from kosearch.retrieval.filters import evaluate
     from kosearch.storage.ann import build_store, plan_index
     from kosearch.storage.selection import Subset, search_subset
@@ -77,6 +78,8 @@ def run(kind: str, xb: np.ndarray, xq: np.ndarray, table, fields) -> list[dict[s
     start = time.perf_counter()
     store = build_store(xb, "cosine", plan_index(kind, len(xb), xb.shape[1]))
     print(f"# {kind}: built in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    if kind == "hnsw" and ef_search:
+        store.set_search_params(ef_search=ef_search)  # as `kosearch query --ef-search` does
     unfiltered, base = timed(lambda q: store.search(q, K), xq)
     everything = truth(xb, xq, np.ones(len(xb), bool))
     recall0 = np.mean([len(set(r.tolist()) & set(e.tolist())) / K
@@ -138,6 +141,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--types", default="flat,hnsw")
     parser.add_argument("--sweep", action="store_true", help="also time HNSW's two strategies")
+    parser.add_argument("--ef-search", type=int, default=None,
+                        help="HNSW efSearch for every search (default: the index's, 256)")
     args = parser.parse_args()
     faiss.omp_set_num_threads(1)
 
@@ -153,7 +158,8 @@ def main() -> None:
     table = PassageTable.from_passages(passages, metas)
     filterable, fields = table.filterable(), table.fields()
 
-    rows = [row for kind in args.types.split(",") for row in run(kind, xb, xq, filterable, fields)]
+    rows = [row for kind in args.types.split(",")
+            for row in run(kind, xb, xq, filterable, fields, args.ef_search)]
     print(f"\n{len(corpus)} nsmc reviews, {args.queries} queries, k={K}, 1 FAISS thread\n")
     print("| index | filter | allowed | filter eval ms | recall@10 | all k | p50 ms | p99 ms | "
           "p50 vs unfiltered |")
