@@ -4,7 +4,8 @@ The loss is chosen by name (``mnrl``, ``cached-mnrl``, ``cosine``); the model's 
 given to the trainer per column, so the texts it trains on are the texts kosearch encodes
 (``query: `` + question, ``passage: `` + passage for the e5 family). Progress goes to stderr
 through one tqdm bar (steps, loss, ETA); the trainer's own printer, which writes to stdout, is
-removed. Nothing is saved here: the caller saves the model where it wants it.
+removed, and so is the model-card callback (no card is written). Nothing is saved here: the
+caller saves the model where it wants it.
 """
 
 from __future__ import annotations
@@ -102,6 +103,10 @@ def train(
     )
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+    class _Trainer(SentenceTransformerTrainer):  # type: ignore[misc]
+        def add_model_card_callback(self, default_args_dict: dict[str, Any]) -> None:
+            """No model card: its callback samples the data with a progress bar of its own."""
+
     report = TrainReport()
     with tempfile.TemporaryDirectory(prefix="kosearch-train-") as scratch:
         args = SentenceTransformerTrainingArguments(
@@ -110,7 +115,7 @@ def train(
             max_steps=settings.max_steps or -1,
             per_device_train_batch_size=settings.batch_size,
             learning_rate=settings.lr,
-            warmup_ratio=settings.warmup_ratio,
+            warmup_steps=settings.warmup_ratio,  # a float below 1 is a share of the steps
             seed=settings.seed,
             data_seed=settings.seed,
             batch_sampler="no_duplicates" if settings.loss != "cosine" else "batch_sampler",
@@ -124,7 +129,7 @@ def train(
             use_cpu=device == "cpu",
             dataloader_num_workers=0,
         )
-        trainer = SentenceTransformerTrainer(
+        trainer = _Trainer(
             model=model, args=args, train_dataset=Dataset.from_dict(columns),
             loss=_loss(model, settings), callbacks=[_progress(report, progress)],
         )
