@@ -213,12 +213,14 @@ def test_jsonl_pairs_with_given_negatives(tiny_bert_dir: Path, tmp_path: Path) -
                     encoding="utf-8")
     result = finetune(data, tmp_path / "out", model=str(tiny_bert_dir), hard_negatives=0,
                       eval_split=0, max_steps=2, **FAST)
+    assert result.settings["mine_with"] == "lexical"
     assert result.counts == {"train": 30, "held_out": 0, "skipped_queries": 1,
                              "negatives_per_example": 1}
     assert result.before == result.after == {}
 
 
-def test_mined_negatives_are_never_relevant(tiny_xlmr_dir: Path, beir: Path) -> None:
+@pytest.mark.parametrize("mode", ["lexical", "dense", "hybrid"])
+def test_mined_negatives_are_never_relevant(mode: str, tiny_xlmr_dir: Path, beir: Path) -> None:
     from kosearch.encoding.encoder import SentenceTransformerEncoder
     from kosearch.index import Index
     from kosearch.train.data import load_training_data
@@ -230,7 +232,7 @@ def test_mined_negatives_are_never_relevant(tiny_xlmr_dir: Path, beir: Path) -> 
     encoder = SentenceTransformerEncoder(str(tiny_xlmr_dir), device="cpu", processes=1)
     index = Index.build(data.corpus, None, encoder=encoder)
     texts = {r["_id"]: r["text"] for r in _records(beir / "corpus.jsonl")}
-    examples = build_examples(index, data, negatives=3, seed=0)
+    examples = build_examples(index, data, negatives=3, seed=0, mode=mode)
     assert len(examples) == N_DOCS
     for qid, example in zip(sorted(data.queries), examples):
         relevant = {texts[d] for d in data.positives[qid]}

@@ -31,7 +31,11 @@ from kosearch.cli.options import device_option, json_option, model_option
 @click.option("--max-steps", type=click.IntRange(min=1), default=None,
               help="Stop after this many steps.")
 @click.option("--hard-negatives", type=click.IntRange(min=0), default=1, show_default=True,
-              help="BM25-mined negatives per question; 0 turns mining off.")
+              help="Mined negatives per question; 0 turns mining off.")
+@click.option("--mine-with", type=click.Choice(["lexical", "dense", "hybrid"]),
+              default="lexical", show_default=True,
+              help="The search that mines negatives (lexical = BM25, the cheapest; dense and "
+                   "hybrid use the base model).")
 @click.option("--eval-split", type=click.FloatRange(min=0, max=1, max_open=True), default=0.1,
               show_default=True, help="Share of the questions held out (seeded) and measured "
                                       "before and after; 0 measures nothing.")
@@ -43,7 +47,8 @@ from kosearch.cli.options import device_option, json_option, model_option
 @click.pass_context
 def finetune_cmd(ctx: click.Context, data: str, output: str, model: str | None,
                  loss: str | None, epochs: float, batch_size: int, lr: float,
-                 max_steps: int | None, hard_negatives: int, eval_split: float, seed: int,
+                 max_steps: int | None, hard_negatives: int, mine_with: str,
+                 eval_split: float, seed: int,
                  device: str | None, overwrite: bool, as_json: bool) -> None:
     """Fine-tune an embedding model on DATA and save it to OUTPUT.
 
@@ -56,7 +61,8 @@ def finetune_cmd(ctx: click.Context, data: str, output: str, model: str | None,
     try:
         result = finetune(
             data, output, model=model, loss=loss, epochs=epochs, batch_size=batch_size, lr=lr,
-            max_steps=max_steps, hard_negatives=hard_negatives, eval_split=eval_split,
+            max_steps=max_steps, hard_negatives=hard_negatives, mine_with=mine_with,
+            eval_split=eval_split,
             seed=seed, device=device, overwrite=overwrite, progress=not ctx.obj["quiet"],
         )
     except KeyboardInterrupt:

@@ -1,11 +1,12 @@
 """Training examples from questions and an index of their corpus: the positive passage and
-hard negatives of each question, chosen with kosearch's own BM25 retrieval.
+hard negatives of each question, chosen with kosearch's own retrieval (BM25 by default; dense
+or hybrid search with the base model on request).
 
 * **Positive.** A relevant document may be split into several passages; the positive is the
-  passage the index holds for it that BM25 ranks highest for the question (the passage that
+  passage the index holds for it that the search ranks highest for the question (the passage that
   shares the question's words), else its first passage. With one passage per document, as in
   most QA collections, that is simply the document.
-* **Hard negatives.** The best-ranked BM25 passages of documents *not* judged relevant to the
+* **Hard negatives.** The best-ranked passages of documents *not* judged relevant to the
   question (one per document), skipping any whose text equals a positive. When BM25 finds
   fewer than asked, seeded random non-relevant passages fill the rest, so every example has the
   same number of columns (the losses need it). Negatives given in JSONL pairs come first.
@@ -40,7 +41,7 @@ class Example:
 
 
 def build_examples(
-    index: Index, data: RetrievalData, *, negatives: int, seed: int
+    index: Index, data: RetrievalData, *, negatives: int, seed: int, mode: str = "lexical"
 ) -> list[Example]:
     """One :class:`Example` per question of ``data`` (ids sorted), mined over ``index``.
 
@@ -50,11 +51,13 @@ def build_examples(
         data: The training questions.
         negatives: Hard negatives per question (0: none, unless the data gives some).
         seed: Seeds the random fill.
+        mode: The retrieval that ranks the candidates: ``lexical`` (BM25, the cheapest: no
+            question is encoded), ``dense`` or ``hybrid`` (with the base model).
     """
     passages = _passages_by_document(index)
     qids = sorted(data.queries)
     wanted = max(negatives, 1 if data.negatives else 0)
-    hits = _bm25_hits(index, [data.queries[q] for q in qids], wanted)
+    hits = _ranked_hits(index, [data.queries[q] for q in qids], wanted, mode)
     rng = random.Random(seed)
     pool = [text for texts in passages.values() for text in texts]
     examples = []
@@ -85,15 +88,16 @@ def _passages_by_document(index: Index) -> dict[str, list[str]]:
     return {doc: [t for _, t in sorted(parts)] for doc, parts in out.items()}
 
 
-def _bm25_hits(index: Index, queries: list[str], wanted: int) -> list[list[tuple[str, str]]]:
-    """Per query, ``(document id, passage text)`` of the BM25 passage hits, best first."""
-    if index.lexical is None:
+def _ranked_hits(index: Index, queries: list[str], wanted: int, mode: str
+                 ) -> list[list[tuple[str, str]]]:
+    """Per query, ``(document id, passage text)`` of the passage hits of ``mode``, best first."""
+    if index.lexical is None and mode != "dense":
         return [[] for _ in queries]
     depth = wanted + _EXTRA_DEPTH
     out: list[list[tuple[str, str]]] = []
     for start in range(0, len(queries), _SEARCH_BATCH):
         batch = index.search_batch(queries[start : start + _SEARCH_BATCH], depth,
-                                   mode="lexical", passages=True)
+                                   mode=mode, passages=True)
         out.extend([(h.id, join_title(h.title, h.text)) for h in hits] for hits in batch)
     return out
 

@@ -42,6 +42,7 @@ FINETUNE_FILE = "finetune.json"
 _TRAIN_EXTRA = ("datasets", "accelerate")
 _RETRIEVAL_METRICS = ("ndcg@10", "mrr@10", "recall@10", "recall@100")
 _STS_METRICS = ("spearman_cosine", "pearson_cosine")
+_MINING = ("lexical", "dense", "hybrid")
 
 
 @dataclass
@@ -91,6 +92,7 @@ def finetune(
     lr: float = 2e-5,
     max_steps: int | None = None,
     hard_negatives: int = 1,
+    mine_with: str = "lexical",
     eval_split: float = 0.1,
     seed: int = 42,
     device: str | None = None,
@@ -111,7 +113,9 @@ def finetune(
         batch_size: Examples per step (the in-batch negatives of MNRL).
         lr: Peak learning rate.
         max_steps: Stop after this many steps.
-        hard_negatives: BM25-mined negatives per question (0 turns mining off).
+        hard_negatives: Mined negatives per question (0 turns mining off).
+        mine_with: The search that mines them and picks the positive passage of a chunked
+            document: ``lexical`` (BM25, cheapest), ``dense`` or ``hybrid`` (base model).
         eval_split: Share of the questions (or STS pairs) held out, seeded, and measured
             before and after training; 0 measures nothing.
         seed: Seeds the split, the negatives' random fill and the trainer.
@@ -140,6 +144,8 @@ def finetune(
     )
     if hard_negatives < 0:
         raise ConfigError(f"hard negatives must be 0 or more, got {hard_negatives}")
+    if mine_with not in _MINING:
+        raise ConfigError(f"unknown mining search {mine_with!r}; use one of {', '.join(_MINING)}")
     target = _check_output(Path(output), overwrite)
     dataset = load_training_data(data)
     kind = "retrieval" if isinstance(dataset, RetrievalData) else "sts"
@@ -158,7 +164,7 @@ def finetune(
     encoder = _load(model, device)
     result = FinetuneResult(
         output=target, kind=kind, base_model=encoder.name,
-        settings={**asdict(settings), "hard_negatives": hard_negatives,
+        settings={**asdict(settings), "hard_negatives": hard_negatives, "mine_with": mine_with,
                   "eval_split": eval_split, "device": encoder.device, "data": str(data)},
         counts={"train": len(train_ids), "held_out": len(held_ids)},
         prompts={"query": encoder.query_prompt, "passage": encoder.passage_prompt},
@@ -166,7 +172,8 @@ def finetune(
     if isinstance(dataset, RetrievalData):
         result.counts["skipped_queries"] = dataset.skipped
         columns, prompts, corpus_index = _retrieval_columns(
-            encoder, dataset, train_ids, held_ids, hard_negatives, seed, result, progress
+            encoder, dataset, train_ids, held_ids, (hard_negatives, mine_with), seed, result,
+            progress,
         )
     else:
         columns, prompts = _sts_columns(encoder, dataset, train_ids)
@@ -223,7 +230,8 @@ def _load(model: str | None, device: str | None) -> SentenceTransformerEncoder:
 
 def _retrieval_columns(
     encoder: SentenceTransformerEncoder, data: RetrievalData, train_ids: list[str],
-    held_ids: list[str], negatives: int, seed: int, result: FinetuneResult, progress: bool,
+    held_ids: list[str], mining: tuple[int, str], seed: int, result: FinetuneResult,
+    progress: bool,
 ) -> tuple[dict[str, list[Any]], dict[str, str], Any]:
     """Index the corpus with the base model, measure the held-out questions, mine examples."""
     from kosearch.index import Index
@@ -233,7 +241,8 @@ def _retrieval_columns(
     index = Index.build(data.corpus, None, encoder=encoder, progress=progress)
     if held_ids:
         result.before = _measure_retrieval(index, data.subset(held_ids), progress)
-    examples = build_examples(index, data.subset(train_ids), negatives=negatives, seed=seed)
+    examples = build_examples(index, data.subset(train_ids), negatives=mining[0], seed=seed,
+                              mode=mining[1])
     columns = as_columns(examples)
     result.counts["negatives_per_example"] = len(columns) - 2
     prompts = {name: encoder.passage_prompt for name in columns}
