@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import tempfile
 import time
 from pathlib import Path
@@ -38,6 +39,32 @@ def _run(name: str, data: str, out: Path, args: argparse.Namespace, max_steps: i
     return {"name": name, "wall_s": round(wall, 1), **result.to_json()}
 
 
+def _subset(source: Path, target: Path, queries: int, docs: int, seed: int) -> Path:
+    """A smaller BEIR folder for a busy CPU: ``queries`` seeded questions, their relevant
+    documents and seeded other documents up to ``docs`` (the corpus order is kept)."""
+    rng = random.Random(seed)
+    qrels = [line.split("\t") for line in
+             (source / "qrels" / "test.tsv").read_text(encoding="utf-8").splitlines()[1:] if line]
+    chosen = set(rng.sample(sorted({q for q, _, _ in qrels}), queries))
+    keep_rows = [row for row in qrels if row[0] in chosen]
+    relevant = {d for _, d, _ in keep_rows}
+    corpus = [json.loads(x) for x in (source / "corpus.jsonl").read_text(encoding="utf-8")
+              .splitlines() if x]
+    others = [d["_id"] for d in corpus if d["_id"] not in relevant]
+    keep = relevant | set(rng.sample(others, max(0, min(len(others), docs - len(relevant)))))
+    (target / "qrels").mkdir(parents=True)
+    with open(target / "corpus.jsonl", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(d, ensure_ascii=False) + "\n" for d in corpus if d["_id"] in keep)
+    with open(target / "queries.jsonl", "w", encoding="utf-8") as f:
+        for line in (source / "queries.jsonl").read_text(encoding="utf-8").splitlines():
+            if line and str(json.loads(line)["_id"]) in chosen:
+                f.write(line + "\n")
+    (target / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join("\t".join(r) + "\n" for r in keep_rows),
+        encoding="utf-8")
+    return target
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -54,13 +81,26 @@ def main() -> None:
     parser.add_argument("--eval-split", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--sample-queries", type=int, default=None,
+                        help="train and measure on this many seeded questions only")
+    parser.add_argument("--sample-docs", type=int, default=None,
+                        help="with --sample-queries: corpus size (their documents + others)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("-q", "--quiet", action="store_true")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="kosearch-bench-") as scratch:
         out = Path(args.out) if args.out else Path(scratch)
         runs = []
         if args.retrieval:
-            runs.append(_run("retrieval", args.retrieval, out, args, args.max_steps,
+            data = Path(args.retrieval)
+            if args.sample_queries:
+                data = _subset(data, Path(scratch) / "subset", args.sample_queries,
+                               args.sample_docs or 10**9, args.seed)
+            runs.append(_run("retrieval", str(data), out, args, args.max_steps,
                              args.hard_negatives))
         if args.sts:
             runs.append(_run("sts", args.sts, out, args, args.sts_max_steps, 0))
