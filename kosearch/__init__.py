@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from kosearch.encoding.rerank import Reranker
     from kosearch.index import Index
     from kosearch.operations import IndexingResult, index_directory, search_directory
+    from kosearch.train.finetune import FinetuneResult, finetune
 
 __all__ = [
     "ChunkSettings",
@@ -41,6 +42,7 @@ __all__ = [
     "Document",
     "Encoder",
     "Fields",
+    "FinetuneResult",
     "FilterError",
     "Fusion",
     "Hit",
@@ -60,6 +62,7 @@ __all__ = [
     "SearchOptions",
     "UpdateReport",
     "__version__",
+    "finetune",
     "index_directory",
     "search_directory",
 ]
@@ -72,6 +75,8 @@ _LAZY = {
     "IndexingResult": "kosearch.operations",
     "index_directory": "kosearch.operations",
     "search_directory": "kosearch.operations",
+    "finetune": "kosearch.train.finetune",
+    "FinetuneResult": "kosearch.train.finetune",
 }
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -35,9 +35,12 @@ ALLOWED: dict[str, set[str]] = {
     "operations": _BASE | {"index", "build", "storage", "encoding", "lexical"},
     # front ends over the facade
     "eval": _BASE | {"index", "retrieval", "encoding", "ingest", "storage"},
+    # fine-tuning: reads eval data, measures with the eval runner, mines with an index
+    "train": _BASE | {"encoding", "eval", "index", "ingest", "storage"},
     "serving": _BASE | {"index", "operations"},
     "integrations": _BASE | {"index", "retrieval"},
-    "cli": _BASE | {"index", "operations", "eval", "serving", "encoding", "storage", "ingest"},
+    "cli": _BASE | {"index", "operations", "eval", "train", "serving", "encoding", "storage",
+                    "ingest"},
     "__init__": _BASE | {"index"},
     "__main__": {"cli"},
 }

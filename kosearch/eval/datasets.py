@@ -7,6 +7,7 @@ file and line of anything malformed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -47,6 +48,8 @@ class StsPairs:
     sentences1: list[str]
     sentences2: list[str]
     scores: list[float]
+    #: "file:line" of each pair, for messages about one of them
+    where: list[str] = dataclasses.field(default_factory=list, repr=False)
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -150,6 +153,7 @@ def load_sts(path: str | os.PathLike[str]) -> StsPairs:
         pairs.sentences1.append(first.strip())
         pairs.sentences2.append(second.strip())
         pairs.scores.append(_float_score(raw_score, where))
+        pairs.where.append(where)
     if not pairs.scores:
         raise DatasetError(f"{target}: the file has no sentence pairs")
     return pairs

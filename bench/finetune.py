@@ -1,0 +1,125 @@
+"""Fine-tuning gain on held-out questions: KorQuAD retrieval (dense and hybrid nDCG@10) and
+KorSTS (cosine Spearman), before and after ``kosearch.finetune``, with training time and steps/s.
+
+Both runs hold out a seeded share of the data (``--eval-split``, 0.2 = the issue's 80/20 split of
+the queries), train on the rest and measure the held-out part with the base model and with the
+fine-tuned one (the same code as ``kosearch eval retrieval`` / ``eval sts``). The fine-tuned
+models are written under ``--out`` (a temporary folder by default) and the results printed as a
+table and as one JSON line.
+
+    python bench/finetune.py --model ../shared/models/me5-small-ko \\
+        --retrieval ../shared/data/korquad_v1_retrieval_dev --sts ../shared/data/korsts_dev \\
+        --max-steps 60 --sts-max-steps 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import tempfile
+import time
+from pathlib import Path
+
+from kosearch import finetune
+
+
+def _run(name: str, data: str, out: Path, args: argparse.Namespace, max_steps: int | None,
+         hard_negatives: int) -> dict:
+    start = time.perf_counter()
+    result = finetune(
+        data, out / name, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, max_steps=max_steps, hard_negatives=hard_negatives,
+        eval_split=args.eval_split, seed=args.seed, device=args.device, overwrite=True,
+        progress=not args.quiet,
+    )
+    wall = time.perf_counter() - start
+    return {"name": name, "wall_s": round(wall, 1), **result.to_json()}
+
+
+def _subset(source: Path, target: Path, queries: int, docs: int, seed: int) -> Path:
+    """A smaller BEIR folder for a busy CPU: ``queries`` seeded questions, their relevant
+    documents and seeded other documents up to ``docs`` (the corpus order is kept)."""
+    rng = random.Random(seed)
+    qrels = [line.split("\t") for line in
+             (source / "qrels" / "test.tsv").read_text(encoding="utf-8").splitlines()[1:] if line]
+    chosen = set(rng.sample(sorted({q for q, _, _ in qrels}), queries))
+    keep_rows = [row for row in qrels if row[0] in chosen]
+    relevant = {d for _, d, _ in keep_rows}
+    corpus = [json.loads(x) for x in (source / "corpus.jsonl").read_text(encoding="utf-8")
+              .splitlines() if x]
+    others = [d["_id"] for d in corpus if d["_id"] not in relevant]
+    keep = relevant | set(rng.sample(others, max(0, min(len(others), docs - len(relevant)))))
+    (target / "qrels").mkdir(parents=True)
+    with open(target / "corpus.jsonl", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(d, ensure_ascii=False) + "\n" for d in corpus if d["_id"] in keep)
+    with open(target / "queries.jsonl", "w", encoding="utf-8") as f:
+        for line in (source / "queries.jsonl").read_text(encoding="utf-8").splitlines():
+            if line and str(json.loads(line)["_id"]) in chosen:
+                f.write(line + "\n")
+    (target / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join("\t".join(r) + "\n" for r in keep_rows),
+        encoding="utf-8")
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="the base model directory or id")
+    parser.add_argument("--retrieval", help="a BEIR folder (KorQuAD)")
+    parser.add_argument("--sts", help="STS pairs (KorSTS)")
+    parser.add_argument("--out", help="where the models go (default: a temporary folder)")
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=2e-5)
+    parser.add_argument("--max-steps", type=int, default=None, help="retrieval run")
+    parser.add_argument("--sts-max-steps", type=int, default=None)
+    parser.add_argument("--hard-negatives", type=int, default=1)
+    parser.add_argument("--eval-split", type=float, default=0.2)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--sample-queries", type=int, default=None,
+                        help="train and measure on this many seeded questions only")
+    parser.add_argument("--sample-docs", type=int, default=None,
+                        help="with --sample-queries: corpus size (their documents + others)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("-q", "--quiet", action="store_true")
+    args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="kosearch-bench-") as scratch:
+        out = Path(args.out) if args.out else Path(scratch)
+        runs = []
+        if args.retrieval:
+            data = Path(args.retrieval)
+            if args.sample_queries:
+                data = _subset(data, Path(scratch) / "subset", args.sample_queries,
+                               args.sample_docs or 10**9, args.seed)
+            runs.append(_run("retrieval", str(data), out, args, args.max_steps,
+                             args.hard_negatives))
+        if args.sts:
+            runs.append(_run("sts", args.sts, out, args, args.sts_max_steps, 0))
+    print(f"model {args.model}; {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs; batch {args.batch_size}, lr {args.lr}, seed {args.seed}")
+    for run in runs:
+        train = run["train"]
+        print(f"\n{run['name']}: {run['counts']}; {train['steps']} steps in "
+              f"{train['seconds']:.0f} s ({train['steps_per_second']:.3f} steps/s); "
+              f"whole run {run['wall_s']:.0f} s")
+        print(f"{'setting':<10}{'metric':<17}{'before':>9}{'after':>9}{'change':>9}")
+        for setting, metrics in run["before"].items():
+            for metric, before in metrics.items():
+                after = run["after"][setting][metric]
+                print(f"{setting:<10}{metric:<17}{before:9.4f}{after:9.4f}"
+                      f"{after - before:+9.4f}")
+    print(json.dumps([{k: v for k, v in run.items() if k != "output"} for run in runs],
+                     ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
