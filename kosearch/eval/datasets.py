@@ -49,7 +49,7 @@ class StsPairs:
     sentences2: list[str]
     scores: list[float]
     #: "file:line" of each pair, for messages about one of them
-    where: list[str] = dataclasses.field(default_factory=list, repr=False)
+    where: list[str] = dataclasses.field(default_factory=list, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.scores)
