@@ -135,9 +135,10 @@ def _index_to_update(
     checked then, so an update that changes nothing never loads a model.
     """
     from kosearch.index import Index
+    from kosearch.storage.manifest import read_manifest
 
-    index = Index.load(target, encoder=encoder)
-    built = index.manifest.settings()
+    # The manifest alone decides what is refused: the parts are read once, afterwards.
+    built = read_manifest(target).settings()
     wanted = IndexSettings(**{k: v for k, v in options.items() if k != "model"})
     for name, (flag, value) in FIXED_SETTINGS.items():
         if name in given and value(wanted) != value(built):
@@ -147,10 +148,8 @@ def _index_to_update(
                 f"everything with {flag} {value(wanted)!r}"
             )
     model = options.get("model")
-    if model is None or model == built.model:
-        return index, model
-    if "model" not in given:
-        return index, model
+    if model is None or model == built.model or "model" not in given:
+        return Index.load(target, encoder=encoder), model
     try:
         return Index.load(target, model=model, device=options.get("device")), None
     except ModelMismatchError:

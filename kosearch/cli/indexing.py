@@ -16,16 +16,17 @@ from kosearch.cli.options import (
     model_option,
     precision_option,
 )
+from kosearch.operations import FIXED_SETTINGS
 from kosearch.types import INDEX_TYPES, METRICS
 
-# option name -> the IndexSettings field(s) it sets (for "which settings did the user choose")
+# option name -> the IndexSettings field it sets (for "which settings did the user choose");
+# the settings fixed at build time come with their flags from the library's own table.
 _SETTING_OF = {
-    "model": "model", "metric": "metric", "batch_size": "batch_size", "strict": "strict",
-    "device": "device", "query_prompt": "query_prompt", "passage_prompt": "passage_prompt",
-    "index_type": "index_type", "precision": "precision", "processes": "processes",
-    "chunk_tokens": "chunking.max_tokens", "chunk_overlap": "chunking.overlap",
-    "no_chunk": "chunking.enabled", "no_lexical": "lexical",
-    "id_field": "fields", "text_field": "fields", "title_field": "fields",
+    **{name: name for name in ("model", "batch_size", "strict", "device", "index_type",
+                               "processes")},
+    **{flag.removeprefix("--").replace("-", "_"): setting
+       for setting, (flag, _) in FIXED_SETTINGS.items()},
+    **dict.fromkeys(("id_field", "text_field", "title_field"), "fields"),
 }
 
 
