@@ -61,11 +61,13 @@ def test_killed_or_interrupted_update_keeps_the_old_index_and_resumes(
             # killed on its way out): it must be the complete new index
             assert Index.load(out).manifest.counts["documents"] == 3030
             before = after
-        else:
+        elif len(Index.load(out)) == 30:  # still the old index: the run must have failed
             assert proc.returncode != 0
-            assert "Traceback" not in stderr
             if sig == signal.SIGINT and proc.returncode == 130:
                 assert "run the same kosearch index command again to resume" in stderr
+        # (an unchanged index of 3030 documents: the update had landed in an earlier round, and
+        # this run found nothing to do, which a fast machine can finish before the signal)
+        assert "Traceback" not in stderr
         index = Index.load(out)  # always loadable
         assert len(index) in (30, 3030)
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith("idx.tmp")]
