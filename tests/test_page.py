@@ -346,6 +346,11 @@ def test_the_filter_box_sends_the_api_filter(page: Any, server: str) -> None:
     status = page.text_content("#status")
     assert status.startswith("Error: ") and "colour" in status and "(HTTP 400)" in status
     assert _shown(page) == []
+    page.fill("#filter", "")
+    page.fill("#k", "1000")  # the server's limits are the server's: the page shows its answer
+    _submit(page)
+    assert page.text_content("#status") == (
+        "Error: invalid 'k': input should be less than or equal to 100 (HTTP 422)")
 
 
 def test_a_server_with_an_api_key_asks_for_it(page: Any, servers: list[str]) -> None:
