@@ -56,13 +56,13 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, float]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL)
     assert process.stdout is not None
-    last = start
-    while chunk := process.stdout.read1(65536):
-        if chunk:
-            last = time.perf_counter()
+    last = None
+    while process.stdout.read1(65536):
+        last = time.perf_counter()
     if process.wait() != 0:
         raise SystemExit(f"failed ({process.returncode}): {' '.join(command)}")
     done = time.perf_counter()
+    last = done if last is None else last  # no output (python -c pass): its exit
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return last - start, done - start, cpu
