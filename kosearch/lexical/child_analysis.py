@@ -133,7 +133,7 @@ def main() -> None:
     terms of each text as JSON, then exit at once.
 
     The child reads only the analyzer's entry of ``config.json`` (not through
-    :mod:`kosearch.lexical.format`, which imports numpy: ~0.1 s of a ~1.2 s child); the parent
+    :mod:`kosearch.lexical.format`, which imports numpy, 0.1-0.3 s here); the parent
     checks the config the child reports against the one it loaded and validated. It leaves with
     ``os._exit`` right after the output is flushed, so that neither Kiwi's ~300 MB of small
     allocations nor the interpreter are torn down while the parent waits for the pipe to close.

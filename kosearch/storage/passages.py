@@ -223,7 +223,7 @@ class PassageTable:
         typed = [name for name in table.column_names if name.startswith(metadata.PREFIX)]
         try:
             base = table.select(list(COLUMNS))
-            if not base.schema.equals(_schema()):  # cast imports pyarrow.compute (~0.2 s)
+            if not base.schema.equals(_schema()):  # cast imports pyarrow.compute (0.1-0.3 s)
                 base = base.cast(_schema())
         except (pa.ArrowException, ValueError) as error:
             raise IndexFormatError(
