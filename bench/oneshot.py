@@ -1,14 +1,22 @@
-"""One-shot ``kosearch query`` wall time (a whole process), before and after instant queries.
+"""One-shot ``kosearch query`` wall time per mode: a whole fresh process, start to last byte.
 
-Each sample is a fresh process: ``kosearch query`` with ``--query-backend torch`` (the old path:
-import sentence-transformers, load the model) and with ``--query-backend auto`` (onnxruntime on
-the cached ONNX export), in dense and hybrid mode, next to ``python -c "import
-sentence_transformers"`` (the floor of the old path) and ``python -c pass``. The commands are
-interleaved round by round and the medians reported.
+Each sample is a fresh process running ``kosearch query "..." -i INDEX --mode M`` for the modes
+lexical, hybrid and dense (plus ``python -c pass``). For every sample the bench records the
+wall time to the *last byte of output* (what a user waits for; the issue's measure), the wall
+time to the process's exit (interpreter teardown included) and its CPU seconds (children, such
+as the query-analysis child, included). One warm-up run of every command comes first (it also
+makes the ONNX export); then ``--rounds`` rounds, the commands interleaved (reversed every other
+round) so that load from other jobs hits them alike; medians are reported.
+
+``--baseline DIR`` adds the same commands run with another kosearch checkout first on
+``PYTHONPATH`` (e.g. ``/work/main``), interleaved with this one, for a before/after in one run.
+The CPU's model name and flags (avx2, avx512f, avx512_bf16, amx) and the load average are
+printed with the figures.
 
 Usage (from the repo root):
-  python bench/oneshot.py --rounds 7            # builds a 300-passage KorQuAD index if needed
-  python bench/oneshot.py --index my-index --rounds 5
+  python bench/oneshot.py                       # builds a 3,000-passage NSMC index if needed
+  python bench/oneshot.py --baseline /work/main --rounds 5
+  python bench/oneshot.py --index my-index --query "..." --json out.json
 """
 
 from __future__ import annotations
@@ -23,74 +31,94 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cpuinfo import cpu_info, cpu_line  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "korquad_v1_retrieval_dev"
+DATA = ROOT.parent / "shared" / "data" / "nsmc_reviews_corpus" / "corpus.jsonl"
 MODEL = ROOT.parent / "shared" / "models" / "me5-small-ko"
-QUERY = "정도전은 어떤 개혁에 착수했나?"
+QUERY = "가족과 함께 보기 좋은 감동적인 영화"
+MODES = ("lexical", "hybrid", "dense")
 
 
-def build_index(target: Path, n: int, env: dict[str, str]) -> None:
-    corpus = target.with_suffix(".jsonl")
-    with open(DATA / "corpus.jsonl", encoding="utf-8") as src:
-        corpus.write_text("".join(line for _, line in zip(range(n), src)), encoding="utf-8")
-    subprocess.run([sys.executable, "-m", "kosearch", "-q", "index", str(corpus), "-o",
+def build_index(target: Path, corpus: Path, n: int, env: dict[str, str]) -> None:
+    sample = target.with_suffix(".jsonl")
+    with open(corpus, encoding="utf-8") as src:
+        sample.write_text("".join(line for _, line in zip(range(n), src)), encoding="utf-8")
+    subprocess.run([sys.executable, "-m", "kosearch", "-q", "index", str(sample), "-o",
                     str(target), "--model", str(MODEL)], check=True, env=env)
 
 
-def timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall seconds and CPU seconds (user + system) of one run of ``command``."""
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, float]:
+    """Seconds to the last byte of stdout, seconds to exit, CPU seconds (user + system)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-    wall = time.perf_counter() - start
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL)
+    assert process.stdout is not None
+    last = None
+    while process.stdout.read1(65536):
+        last = time.perf_counter()
+    if process.wait() != 0:
+        raise SystemExit(f"failed ({process.returncode}): {' '.join(command)}")
+    done = time.perf_counter()
+    last = done if last is None else last  # no output (python -c pass): its exit
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return last - start, done - start, cpu
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--index", type=Path, default=Path("bench-out/oneshot-index"))
-    parser.add_argument("--passages", type=int, default=300, help="when building the index")
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--index", type=Path, default=Path("bench-out/oneshot-index-3k"))
+    parser.add_argument("--corpus", type=Path, default=DATA, help="when building the index")
+    parser.add_argument("--passages", type=int, default=3000, help="when building the index")
+    parser.add_argument("--query", default=QUERY)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another kosearch checkout to compare with, in the same run")
     parser.add_argument("--json", dest="json_out", default=None)
     args = parser.parse_args()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    trees = {"": ROOT}
+    if args.baseline is not None:
+        trees = {"before: ": args.baseline.resolve(), "after: ": ROOT}
+    envs = {label: {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(tree)}
+            for label, tree in trees.items()}
     if not (args.index / "manifest.json").is_file():
         args.index.parent.mkdir(parents=True, exist_ok=True)
-        build_index(args.index, args.passages, env)
-    query = [sys.executable, "-m", "kosearch", "query", QUERY, "-i", str(args.index), "-k", "5"]
-    commands = {
-        "python -c pass": [sys.executable, "-c", "pass"],
-        "import sentence_transformers": [sys.executable, "-c", "import sentence_transformers"],
-        "query dense, torch (before)": [*query, "--mode", "dense", "--query-backend", "torch"],
-        "query dense, onnx (after)": [*query, "--mode", "dense"],
-        "query hybrid, torch (before)": [*query, "--query-backend", "torch"],
-        "query hybrid, onnx (after)": [*query],
-        "query lexical (no model)": [*query, "--mode", "lexical"],
-    }
-    subprocess.run(commands["query dense, onnx (after)"], check=True, env=env)  # export, warm
-    samples: dict[str, list[float]] = {name: [] for name in commands}
-    cpu: dict[str, list[float]] = {name: [] for name in commands}
+        build_index(args.index, args.corpus, args.passages, envs[list(trees)[-1]])
+    query = [sys.executable, "-m", "kosearch", "query", args.query, "-i", str(args.index),
+             "-k", "5"]
+    commands: dict[str, tuple[list[str], dict[str, str]]] = {
+        "python -c pass": ([sys.executable, "-c", "pass"], envs[list(trees)[-1]])}
+    for mode in MODES:
+        for label in trees:
+            commands[f"{label}query --mode {mode}"] = ([*query, "--mode", mode], envs[label])
+    print(cpu_line())
+    print(f"index {args.index}, {args.rounds} rounds after one warm-up; "
+          f"load average {os.getloadavg()[0]:.1f} at the start", flush=True)
+    for command, env in commands.values():  # warm-up: page cache, ONNX export
+        timed(command, env)
+    samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in commands}
     for round_no in range(args.rounds):
         names = list(commands) if round_no % 2 == 0 else list(commands)[::-1]
         for name in names:
-            wall, used = timed(commands[name], env)
-            samples[name].append(wall)
-            cpu[name].append(used)
+            samples[name].append(timed(*commands[name]))
         print(f"round {round_no + 1} (load avg {os.getloadavg()[0]:.1f}): " + ", ".join(
-            f"{n.split(' (')[0]} {samples[n][-1]:.2f}" for n in commands), flush=True)
-    print(f"\n{'command':<32} {'median s':>9} {'min s':>7} {'CPU s':>7}"
-          f"   (load avg {os.getloadavg()[0]:.1f})")
+            f"{n} {samples[n][-1][0]:.2f}" for n in commands), flush=True)
+    print(f"\n{'command':<34} {'last byte s':>11} {'min':>6} {'exit s':>7} {'CPU s':>6}"
+          f"   (medians of {args.rounds}; load avg {os.getloadavg()[0]:.1f} at the end)")
     rows = {}
     for name, values in samples.items():
-        rows[name] = {"median_s": round(statistics.median(values), 3),
-                      "min_s": round(min(values), 3), "samples": [round(v, 3) for v in values],
-                      "median_cpu_s": round(statistics.median(cpu[name]), 3)}
-        print(f"{name:<32} {statistics.median(values):9.2f} {min(values):7.2f} "
-              f"{statistics.median(cpu[name]):7.2f}")
+        first, exit_, cpu = (statistics.median(v[i] for v in values) for i in range(3))
+        rows[name] = {"last_byte_s": round(first, 3), "exit_s": round(exit_, 3),
+                      "cpu_s": round(cpu, 3),
+                      "samples": [[round(x, 3) for x in v] for v in values]}
+        print(f"{name:<34} {first:11.2f} {min(v[0] for v in values):6.2f} {exit_:7.2f} "
+              f"{cpu:6.2f}")
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(rows, indent=2))
+        Path(args.json_out).write_text(json.dumps(
+            {"cpu": cpu_info(), "loadavg_end": os.getloadavg()[0], "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

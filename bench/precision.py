@@ -32,6 +32,9 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cpuinfo import cpu_info, cpu_line  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 MODEL = ROOT.parent / "shared" / "models" / "me5-small-ko"
@@ -159,6 +162,7 @@ def main() -> None:
     config = json.loads((MODEL / "config.json").read_text())
     flops = useful_flops(texts, Tokenizer.from_file(str(MODEL / "tokenizer.json")), config, 512)
     peaks = {"fp32": matmul_peak("float32"), "bf16": matmul_peak("bfloat16")}
+    print(cpu_line())
     print(f"{len(texts)} passages, {flops / 1e12:.2f} TFLOP of useful work, {args.threads} "
           f"threads; matmul peak fp32 {peaks['fp32']:.0f} / bf16 {peaks['bf16']:.0f} GFLOP/s",
           flush=True)
@@ -216,8 +220,8 @@ def report(texts: list[str], flops: float, peaks: dict[str, float],
               f"{cos:>16}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({
-            "passages": len(texts), "threads": args.threads, "peaks_gflops": peaks,
-            "useful_tflop": flops / 1e12, "rows": rows}, indent=2))
+            "cpu": cpu_info(), "passages": len(texts), "threads": args.threads,
+            "peaks_gflops": peaks, "useful_tflop": flops / 1e12, "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

@@ -16,8 +16,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from kosearch.build import lifecycle
-from kosearch.build.run import RunMode
 from kosearch.encoding.factory import check_encoder, load_encoder, load_query_encoder
 from kosearch.encoding.rerank import RerankerCache
 from kosearch.errors import ConfigError
@@ -36,6 +34,7 @@ from kosearch.storage.parts import IndexParts, describe, read_parts, save_parts
 from kosearch.types import Document, Hit, Mode, UpdateReport, parse_mode
 
 if TYPE_CHECKING:
+    from kosearch.build.run import RunMode
     from kosearch.encoding.encoder import Encoder
     from kosearch.encoding.rerank import Reranker
     from kosearch.lexical.child_analysis import ChildAnalysis
@@ -109,6 +108,8 @@ class Index:
             ModelLoadError: the model cannot be loaded.
             ConfigError: an invalid setting.
         """
+        from kosearch.build import lifecycle  # not at import: a search needs none of it
+
         run = lifecycle.new_build(corpus, encoder, progress, stdin, options)
         if path is None:
             with lifecycle.execute_in_scratch(run) as (scratch, report):
@@ -174,6 +175,8 @@ class Index:
         directory right away (in-memory indexes change in memory); searches on this object go
         on meanwhile and see the new index once it is complete.
         """
+        from kosearch.build.run import RunMode
+
         return self._update(corpus, RunMode.ADD, progress=progress, **options)
 
     def upsert(self, corpus: Any, *, sync: bool = False, progress: bool = False,
@@ -185,11 +188,15 @@ class Index:
         ``index_type``, ``processes``, ``restart``, ``stdin``, and ``exclusive`` (hold off
         searches on this object while updating); the other settings are the index's own.
         """
+        from kosearch.build.run import RunMode
+
         mode = RunMode.SYNC if sync else RunMode.UPSERT
         return self._update(corpus, mode, progress=progress, **options)
 
     def delete(self, ids: Iterable[str], *, exclusive: bool = False) -> UpdateReport:
         """Delete documents by id, without encoding; unknown ids land in ``report.unknown``."""
+        from kosearch.build.run import RunMode
+
         wanted = [str(i) for i in ids]
         return self._update(None, RunMode.DELETE, delete_ids=wanted, exclusive=exclusive)
 
@@ -197,6 +204,9 @@ class Index:
                 delete_ids: Sequence[str] = (), restart: bool = False,
                 stdin: TextIO | None = None, exclusive: bool = False,
                 **options: Any) -> UpdateReport:
+        from kosearch.build import lifecycle
+        from kosearch.build.run import RunMode
+
         with self._write_lock, (self._lock if exclusive else contextlib.nullcontext()):
             run = lifecycle.new_update(corpus, mode, self._parts, self._encoder, options,
                                        delete_ids=delete_ids, progress=progress, stdin=stdin)
@@ -230,13 +240,14 @@ class Index:
 
         ``mode`` defaults to :attr:`default_mode`. The query encoder loads in a background
         thread (errors are raised by the first search). For BM25, Kiwi loads in another thread,
-        except in hybrid mode given the ``queries`` about to be searched: a child process on
-        another core analyzes them instead (Kiwi holds the GIL while it loads), unless
-        ``analysis`` is such a child already started (``ChildAnalysis.start``).
+        except given the ``queries`` about to be searched (hybrid or lexical mode): a child
+        process on another core analyzes them instead (Kiwi holds the GIL while it loads, and
+        this process then never loads it), unless ``analysis`` is such a child already started
+        (``ChildAnalysis.start``).
         """
         chosen = self.default_mode if mode is None else parse_mode(mode)
         if chosen != Mode.DENSE and self.lexical is not None:
-            if (analysis is None and queries is not None and chosen == Mode.HYBRID
+            if (analysis is None and queries is not None
                     and self.path is not None and self._encoder is None):
                 from kosearch.lexical.child_analysis import ChildAnalysis
 

@@ -183,15 +183,16 @@ def search_directory(
     as for :meth:`~kosearch.index.Index.search_batch`; ``model``, ``device`` and
     ``query_backend`` as for :meth:`~kosearch.index.Index.load`.
 
-    In hybrid mode another core analyzes the queries for BM25 (a child process) while this
-    process loads the index and the query model; see :meth:`kosearch.index.Index.warm_up`.
+    In hybrid and lexical mode another core analyzes the queries for BM25 (a child process)
+    while this process loads the index (and the query model); see
+    :meth:`kosearch.index.Index.warm_up`.
     """
     from kosearch.lexical.child_analysis import ChildAnalysis
 
     options = options or SearchOptions()
     texts = list(queries)
-    hybrid = options.mode is None or str(options.mode) == Mode.HYBRID.value
-    analysis = ChildAnalysis.start(Path(path) / LEXICAL_DIR, texts) if hybrid else None
+    bm25 = options.mode is None or str(options.mode) in (Mode.HYBRID.value, Mode.LEXICAL.value)
+    analysis = ChildAnalysis.start(Path(path) / LEXICAL_DIR, texts) if bm25 else None
     try:
         from kosearch.index import Index
 

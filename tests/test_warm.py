@@ -167,7 +167,9 @@ def test_a_search_uses_the_child_analysis_and_never_loads_kiwi(lexical_dir: Path
     assert index.analyzer.loaded  # type: ignore[attr-defined]
 
 
-def test_a_failed_child_analysis_falls_back_to_analyzing_here(tmp_path: Path, lexical_dir: Path) -> None:
+def test_a_failed_child_analysis_falls_back_to_analyzing_here(
+    tmp_path: Path, lexical_dir: Path
+) -> None:
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text("{not json", encoding="utf-8")
@@ -203,7 +205,8 @@ def test_warm_up_then_search_ranks_as_a_cold_search(saved: Path) -> None:
     cold = Index.load(saved, encoder=encoder).search_batch(queries, 3)
     warm = Index.load(saved, encoder=encoder)
     warm.warm_up(queries=queries)
-    assert warm.lexical is not None and warm.lexical._child_analysis is None  # encoder given: no child
+    # an encoder given: no child
+    assert warm.lexical is not None and warm.lexical._child_analysis is None
     assert warm.search_batch(queries, 3) == cold
     dense = Index.load(saved, encoder=encoder)
     dense.warm_up("dense")
@@ -245,14 +248,22 @@ def test_hybrid_cli_query_analyzes_in_a_child_and_matches_the_library(
     got = [(h["id"], round(h["score"], 5)) for h in json.loads(result.stdout)["hits"]]
     want = Index.load(saved, encoder=HashEncoder()).search(query, 3)
     assert got == [(h.id, round(h.score, 5)) for h in want]
-    for mode in ("dense", "lexical"):
-        started.clear()
-        result = CliRunner().invoke(cli, ["query", query, *args, "--mode", mode])
-        assert result.exit_code == 0, result.output
-        assert started == []  # nothing to overlap with: no child
+    started.clear()
+    result = CliRunner().invoke(cli, ["query", query, *args, "--mode", "lexical", "--json"])
+    assert result.exit_code == 0, result.output
+    assert len(started) == 1 and started[0] is not None  # Kiwi loads beside the index's load
+    got = [(h["id"], round(h["score"], 5)) for h in json.loads(result.stdout)["hits"]]
+    want = Index.load(saved, encoder=HashEncoder()).search(query, 3, mode="lexical")
+    assert got == [(h.id, round(h.score, 5)) for h in want]
+    started.clear()
+    result = CliRunner().invoke(cli, ["query", query, *args, "--mode", "dense"])
+    assert result.exit_code == 0, result.output
+    assert started == []  # no BM25: no child
 
 
 def test_a_search_reads_passages_without_importing_pandas(saved: Path) -> None:
+    """Nor pyarrow.compute (a cast of the passage table, a take for zero hits) nor the build
+    modules: each costs a one-shot query tenths of a second."""
     probe = (
         "import sys\n"
         "sys.path.insert(0, sys.argv[2])\n"
@@ -260,11 +271,35 @@ def test_a_search_reads_passages_without_importing_pandas(saved: Path) -> None:
         "from kosearch.index import Index\n"
         "index = Index.load(sys.argv[1], encoder=HashEncoder())\n"
         "assert index.search('서울', k=3, mode='dense')\n"
-        "print('pandas' in sys.modules, 'pyarrow.dataset' in sys.modules)\n"
+        "assert index.search('qqqq', k=3, mode='lexical') == []\n"
+        "print(*(m in sys.modules for m in ('pandas', 'pyarrow.dataset', 'pyarrow.compute',\n"
+        "                                   'kosearch.build.lifecycle')))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe, str(saved), str(Path(__file__).parent)],
         capture_output=True, text=True, env=os.environ.copy(), timeout=120,
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["False", "False"]
+    assert out.stdout.split() == ["False", "False", "False", "False"]
+
+
+def test_the_child_reports_its_analyzer_and_leaves_without_teardown(lexical_dir: Path) -> None:
+    """The child reads only the analyzer's config (no numpy) and prints the terms."""
+    request = json.dumps({"lexical": str(lexical_dir), "texts": QUERIES})
+    probe = (
+        "import sys, runpy\n"
+        "try:\n"
+        "    runpy.run_module('kosearch.lexical.child_analysis', run_name='__main__')\n"
+        "finally:\n"
+        "    print('unreachable', file=sys.stderr)\n"
+    )
+    out = subprocess.run([sys.executable, "-X", "importtime", "-c", probe], input=request,
+                         capture_output=True, text=True, env=os.environ.copy(), timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "unreachable" not in out.stderr  # os._exit: no finally, no teardown
+    imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines()}
+    assert "numpy" not in imported and "kiwipiepy" in imported
+    result = json.loads(out.stdout)
+    analyzer = read_analyzer(lexical_dir)
+    assert result["analyzer"] == analyzer.config()
+    assert result["terms"] == analyzer.tokenize(QUERIES)

@@ -222,7 +222,9 @@ class PassageTable:
             )
         typed = [name for name in table.column_names if name.startswith(metadata.PREFIX)]
         try:
-            base = table.select(list(COLUMNS)).cast(_schema())
+            base = table.select(list(COLUMNS))
+            if not base.schema.equals(_schema()):  # cast imports pyarrow.compute (0.1-0.3 s)
+                base = base.cast(_schema())
         except (pa.ArrowException, ValueError) as error:
             raise IndexFormatError(
                 f"{path} has columns of the wrong type ({error_reason(error)})"
@@ -270,8 +272,9 @@ class PassageTable:
 
         keys = checked_rows(rows, len(self))
         table = self._table.select(list(COLUMNS))
-        if 0 < len(keys) <= _SLICE_ROWS:  # a search's hits: no compute kernel, which imports pandas
-            picked = pa.concat_tables([table.slice(row, 1) for row in keys.tolist()])
+        if len(keys) <= _SLICE_ROWS:  # a search's hits: no compute kernel, which imports pandas
+            picked = pa.concat_tables([table.slice(row, 1) for row in keys.tolist()]
+                                      or [table.slice(0, 0)])
         else:
             picked = table.take(keys)
         records: list[dict[str, Any]] = picked.to_pylist()
