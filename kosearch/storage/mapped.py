@@ -8,6 +8,12 @@ Opened through a memory map, that table costs no memory up front: its buffers po
 file, and the kernel pages in what a search touches (the rows of its hits, the filter columns)
 and can drop those pages again (10 random rows of 1M: about 2 ms).
 
+Pages a process has touched count in its resident set (RSS) until it unmaps them, and Linux maps
+whole large folios of the page cache (up to 2 MB for one row's text); :meth:`Mirror.release`
+drops this process's mappings of the file (``MADV_DONTNEED``: the pages stay in the page cache,
+the next read maps them again), so that the RSS of a served index stays at what one search
+touches instead of growing towards the file's size.
+
 The Parquet stays the index's table of record (for polars, DuckDB, pandas and older kosearch).
 The IPC file records the Parquet's size and row count in its schema metadata; one that does not
 match the Parquet beside it (a table rewritten by another tool, an older kosearch that updated
@@ -16,7 +22,9 @@ the index without it) is ignored, and the Parquet is read as before.
 
 from __future__ import annotations
 
+import mmap
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +33,7 @@ from kosearch.storage.layout import PASSAGES_ARROW_FILE
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["BATCH_ROWS", "open_mirror", "write_mirror"]
+__all__ = ["BATCH_ROWS", "Mirror", "open_mirror", "write_mirror"]
 
 BATCH_ROWS = 65536  # rows per record batch: 153 batches at 10M rows
 SOURCE_BYTES_KEY = b"kosearch.parquet_bytes"  # the size of the Parquet this file mirrors
@@ -58,7 +66,21 @@ def write_mirror(parquet: Path) -> Path:
     return target
 
 
-def open_mirror(parquet: Path) -> pa.Table | None:
+@dataclass(frozen=True, eq=False)
+class Mirror:
+    """The memory-mapped passage table and the map it lives in."""
+
+    table: pa.Table
+    region: mmap.mmap
+
+    def release(self) -> None:
+        """Unmap the pages this process touched (they stay cached); a no-op where the platform
+        has no ``madvise``."""
+        if len(self.region) and hasattr(self.region, "madvise"):
+            self.region.madvise(mmap.MADV_DONTNEED)
+
+
+def open_mirror(parquet: Path) -> Mirror | None:
     """The memory-mapped table of ``passages.arrow`` beside ``parquet``, or None when there is
     none or it does not mirror that Parquet (then the caller reads the Parquet)."""
     import pyarrow as pa
@@ -68,7 +90,9 @@ def open_mirror(parquet: Path) -> pa.Table | None:
     if not path.is_file():
         return None
     try:
-        table = pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+        with open(path, "rb") as handle:
+            region = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        table = pa.ipc.open_file(pa.BufferReader(pa.py_buffer(region))).read_all()
         rows = pq.ParquetFile(parquet).metadata.num_rows
     except (pa.ArrowException, OSError, ValueError):
         return None  # unreadable: the Parquet (checked by the caller) is the table of record
@@ -77,4 +101,4 @@ def open_mirror(parquet: Path) -> pa.Table | None:
             or stamp.get(SOURCE_ROWS_KEY) != str(rows).encode() or table.num_rows != rows):
         return None
     metadata = {k: v for k, v in stamp.items() if k not in (SOURCE_BYTES_KEY, SOURCE_ROWS_KEY)}
-    return table.replace_schema_metadata(metadata or None)
+    return Mirror(table.replace_schema_metadata(metadata or None), region)

@@ -22,7 +22,7 @@ from kosearch.errors import ConfigError, CorpusError, IndexFormatError
 from kosearch.storage import metadata
 from kosearch.storage.checks import check_file, checked_rows, error_reason
 from kosearch.storage.layout import PASSAGES_FILE
-from kosearch.storage.mapped import open_mirror, write_mirror
+from kosearch.storage.mapped import Mirror, open_mirror, write_mirror
 from kosearch.types import Passage
 
 if TYPE_CHECKING:
@@ -170,11 +170,12 @@ class PassageTable:
     """
 
     def __init__(self, table: pa.Table, path: Path | None = None, *,
-                 mapped: bool = False) -> None:
-        """Wrap a pyarrow table with the passage schema (prefer :meth:`load`)."""
+                 mirror: Mirror | None = None) -> None:
+        """Wrap a pyarrow table with the passage schema (prefer :meth:`load`); ``mirror``:
+        the memory map ``table`` lives in."""
         self._table = table
         self._path = path
-        self._mapped = mapped
+        self._mirror = mirror
 
     @classmethod
     def writer(cls, directory: Path, *, typed: bool = True) -> PassageWriter:
@@ -220,8 +221,8 @@ class PassageTable:
         path = Path(directory) / PASSAGES_FILE
         check_file(path, None)
         mirror = open_mirror(path) if mmap else None
-        if mirror is not None and _is_current(mirror):
-            return cls(mirror, path, mapped=True)
+        if mirror is not None and _is_current(mirror.table):
+            return cls(mirror.table, path, mirror=mirror)
         try:
             # ParquetFile, not read_table: that imports pyarrow.dataset and pandas (~0.25 s).
             table = pq.ParquetFile(path).read()
@@ -258,12 +259,12 @@ class PassageTable:
     @property
     def mapped(self) -> bool:
         """Whether the rows are memory-mapped from ``passages.arrow`` (not held in memory)."""
-        return self._mapped
+        return self._mirror is not None
 
     @property
     def nbytes(self) -> int:
         """Memory the table holds: 0 when memory-mapped (its pages belong to the page cache)."""
-        return 0 if self._mapped else int(self._table.nbytes)
+        return 0 if self._mirror is not None else int(self._table.nbytes)
 
     @property
     def table(self) -> pa.Table:
@@ -302,6 +303,8 @@ class PassageTable:
         else:
             picked = table.take(keys)
         records: list[dict[str, Any]] = picked.to_pylist()
+        if self._mirror is not None:  # unmap what this and earlier reads touched: bounded RSS
+            self._mirror.release()
         for row, record in zip(keys.tolist(), records):
             try:
                 record["meta"] = json.loads(record["meta"])
