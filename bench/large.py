@@ -128,10 +128,16 @@ def step_passages(args: argparse.Namespace) -> dict[str, Any]:
             writer.append(passages, metas)
     passages_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    analyzer = MorphemeAnalyzer()
-    vocab: dict[str, int] = {}
-    base = [[vocab.setdefault(t, len(vocab)) for t in terms]
-            for terms in analyzer.tokenize(texts)]
+    done = sorted(out.parent.glob("passages-*[0-9]/lexical"))
+    if done:  # the reviews were analyzed for a smaller size: reuse their term lists
+        earlier = LexicalIndex.load(done[0])
+        analyzer, vocab = earlier.analyzer, earlier._vocab
+        base = earlier._terms.lists(range(len(texts)), len(earlier))
+    else:
+        analyzer = MorphemeAnalyzer()
+        vocab = {}
+        base = [[vocab.setdefault(t, len(vocab)) for t in terms]
+                for terms in analyzer.tokenize(texts)]
     analyze_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     docs = [base[i % len(base)] for i in range(n)]
@@ -227,7 +233,31 @@ def step_serve(args: argparse.Namespace) -> dict[str, Any]:
     out["filtered"] = timed(filtered, queries[: args.lexical_queries])
     out["after_all"] = proc_status()
     out["pool_after_all"] = pa.total_allocated_bytes() - pool0
+    out["rows10"] = fetch_rows(index, Path(args.index), rng)
     return out
+
+
+def fetch_rows(index: Any, path: Path, rng: Any, tries: int = 50) -> dict[str, float]:
+    """p50 ms of fetching 10 random rows: from the mapped table, and from the Parquet (the
+    row groups holding them, as a reader without the mirror must)."""
+    import pyarrow.parquet as pq
+
+    n = len(index.passages)
+    parquet = pq.ParquetFile(path / "passages.parquet")
+    group_rows = parquet.metadata.row_group(0).num_rows
+    mapped, from_parquet = [], []
+    for _ in range(tries):
+        rows = sorted(rng.integers(0, n, 10).tolist())
+        t = time.perf_counter()
+        index.passages.rows(rows)
+        mapped.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        groups = sorted({r // group_rows for r in rows})
+        table = parquet.read_row_groups(groups, columns=["doc_id", "text", "title", "meta"])
+        table.take([groups.index(r // group_rows) * group_rows + r % group_rows for r in rows])
+        from_parquet.append((time.perf_counter() - t) * 1000)
+    return {"mapped_p50_ms": float(np.median(mapped)),
+            "parquet_p50_ms": float(np.median(from_parquet))}
 
 
 def child(step: str, **options: Any) -> dict[str, Any]:

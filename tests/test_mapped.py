@@ -128,7 +128,7 @@ def test_bm25_maps_its_matrix_and_scores_alike_sparse_or_dense(
 ) -> None:
     mapped = LexicalIndex.load(built / "lexical", mmap=True)
     loaded = LexicalIndex.load(built / "lexical")
-    assert isinstance(mapped._data, np.memmap) and not isinstance(loaded._data, np.memmap)
+    assert mapped.mapped and not loaded.mapped
     queries = QUERIES + ["문서 번호", "가나다라 번호 7"]
     allowed = np.arange(len(loaded)) % 3 != 0
     results = []

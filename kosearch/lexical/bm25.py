@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 from kosearch._batched import batched
 from kosearch.errors import IndexFormatError, MissingDependencyError
 from kosearch.lexical.analyzers import Analyzer, MorphemeAnalyzer
-from kosearch.lexical.format import METHOD, DocTerms, read_index, write_index
+from kosearch.lexical.format import METHOD, DocTerms, read_index, release_pages, write_index
 
 #: A query whose terms have fewer than ``num_docs / SPARSE_RATIO`` postings sums its scores
 #: over the rows it matches only, instead of over an array of every row (80 MB at 10M rows).
@@ -266,9 +266,17 @@ class LexicalIndex:
         return self._terms is not None
 
     @property
+    def mapped(self) -> bool:
+        """Whether the score matrix is memory-mapped (``load(mmap=True)``), not in memory."""
+        import mmap
+
+        return isinstance(self._data.base, mmap.mmap)
+
+    @property
     def nbytes(self) -> int:
-        """Memory held by the score matrix (the per-row terms are memory-mapped, not counted)."""
-        return int(self._data.nbytes + self._indices.nbytes + self._indptr.nbytes)
+        """Memory held by the score matrix (what is memory-mapped is not counted)."""
+        matrix = 0 if self.mapped else self._data.nbytes + self._indices.nbytes
+        return int(matrix + self._indptr.nbytes)
 
     def search(
         self, queries: Sequence[str], k: int, *, allowed: NDArray[np.bool_] | None = None
@@ -305,6 +313,7 @@ class LexicalIndex:
         starts, ends = self._indptr[ids], self._indptr[np.asarray(ids) + 1]
         rows = np.concatenate([self._indices[s:e] for s, e in zip(starts, ends)])
         weights = np.concatenate([self._data[s:e] for s, e in zip(starts, ends)])
+        release_pages(self._data, self._indices)  # rows and weights are copies
         hit, scores = _accumulate(rows, weights, self._num_docs)
         if allowed is not None:
             scores[~allowed[hit]] = 0.0  # _top_k keeps positive scores only

@@ -10,6 +10,7 @@ the per-term score matrix (CSC: column = term, row = passage); ``terms.npy`` and
 from __future__ import annotations
 
 import json
+import mmap
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -232,7 +233,31 @@ def _read_arrays(
         problem = "data.npy holds non-finite scores"
     if problem:
         raise IndexFormatError(f"the lexical index in {directory} is corrupt: {problem}.")
+    if mmap:
+        data, indices = _remap(data), _remap(indices)
     return data, indices, indptr
+
+
+def _remap(array: NDArray[Any]) -> NDArray[Any]:
+    """A memory-mapped ``.npy`` array (``np.load(mmap_mode="r")``) over a map of our own, so
+    that :func:`release_pages` can unmap what searches touched."""
+    filename = getattr(array, "filename", None)
+    if filename is None or not array.size:
+        return array
+    with open(filename, "rb") as handle:
+        region = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    return np.frombuffer(region, dtype=array.dtype, count=array.size,
+                         offset=int(getattr(array, "offset", 0)))
+
+
+def release_pages(*arrays: NDArray[Any]) -> None:
+    """Unmap the pages of memory-mapped arrays (from :func:`read_index` with ``mmap``) that this
+    process touched; they stay in the page cache and are mapped again when read. Keeps the RSS
+    of a served index at what one search touches. A no-op for arrays in memory."""
+    for array in arrays:
+        region = array.base
+        if isinstance(region, mmap.mmap) and hasattr(region, "madvise"):
+            region.madvise(mmap.MADV_DONTNEED)
 
 
 def _read_doc_terms(directory: Path, num_docs: int, num_terms: int) -> DocTerms | None:
