@@ -307,7 +307,7 @@ def main() -> None:
     phases = args.only.split(",")
     data = work / f"vectors-{max(sizes)}-d{args.dim}.npy"
     qfile = work / f"queries-{args.queries}-d{args.dim}.npy"
-    if not data.exists():
+    if "faiss" in phases and not data.exists():
         mixture(max(sizes), args.dim, 1, data)
     if not qfile.exists():
         mixture(args.queries, args.dim, 2, qfile)

@@ -24,7 +24,14 @@ from numpy.typing import NDArray
 from kosearch._batched import batched
 from kosearch.errors import IndexFormatError, MissingDependencyError
 from kosearch.lexical.analyzers import Analyzer, MorphemeAnalyzer
-from kosearch.lexical.format import METHOD, DocTerms, read_index, release_pages, write_index
+from kosearch.lexical.format import (
+    METHOD,
+    DocTerms,
+    mapped_region,
+    read_index,
+    release_pages,
+    write_index,
+)
 
 #: A query whose terms have fewer than ``num_docs / SPARSE_RATIO`` postings sums its scores
 #: over the rows it matches only, instead of over an array of every row (80 MB at 10M rows).
@@ -268,9 +275,7 @@ class LexicalIndex:
     @property
     def mapped(self) -> bool:
         """Whether the score matrix is memory-mapped (``load(mmap=True)``), not in memory."""
-        import mmap
-
-        return isinstance(self._data.base, mmap.mmap)
+        return mapped_region(self._data) is not None
 
     @property
     def nbytes(self) -> int:

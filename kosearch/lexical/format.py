@@ -255,9 +255,17 @@ def release_pages(*arrays: NDArray[Any]) -> None:
     process touched; they stay in the page cache and are mapped again when read. Keeps the RSS
     of a served index at what one search touches. A no-op for arrays in memory."""
     for array in arrays:
-        region = array.base
-        if isinstance(region, mmap.mmap) and hasattr(region, "madvise"):
+        region = mapped_region(array)
+        if region is not None and hasattr(region, "madvise"):
             region.madvise(mmap.MADV_DONTNEED)
+
+
+def mapped_region(array: NDArray[Any]) -> mmap.mmap | None:
+    """The memory map ``array`` reads from, or None for an array in memory."""
+    base = array.base
+    if isinstance(base, memoryview):  # np.frombuffer over a map
+        base = base.obj
+    return base if isinstance(base, mmap.mmap) else None
 
 
 def _read_doc_terms(directory: Path, num_docs: int, num_terms: int) -> DocTerms | None:
