@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 NSMC = ROOT.parent / "shared" / "data" / "nsmc_reviews_corpus" / "corpus.jsonl"
 K = 10
 MB = 1e6
+FAISS_HIT = type("FaissHit", (), {"text": "-"})()  # stands for a hit in timed()
 
 
 def proc_status() -> dict[str, int]:
@@ -75,7 +76,9 @@ def mixture(n: int, dim: int, seed: int, out: Path, chunk: int = 200_000) -> Non
 
 
 def reviews() -> list[str]:
-    return [json.loads(line)["text"] for line in NSMC.open(encoding="utf-8")]
+    """The NSMC review texts (the first ``KOSEARCH_BENCH_REVIEWS`` of them, if set)."""
+    limit = int(os.environ.get("KOSEARCH_BENCH_REVIEWS", "0")) or None
+    return [json.loads(line)["text"] for line in NSMC.open(encoding="utf-8")][:limit]
 
 
 # -- steps (each in a fresh process) ----------------------------------------------------------
@@ -206,20 +209,26 @@ def step_serve(args: argparse.Namespace) -> dict[str, Any]:
                            "pool_after_load": pa.total_allocated_bytes() - pool0}
 
     def timed(fn: Any, items: Any) -> dict[str, float]:
-        ms = []
+        ms, cpu, empty = [], [], 0
         for item in items:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             hits = fn(item)
             ms.append((time.perf_counter() - t) * 1000)
-            assert hits and hits[0].text, "rows are fetched"
+            cpu.append((time.process_time() - c) * 1000)
+            assert not hits or hits[0].text, "rows are fetched"
+            empty += not hits
         arr = np.array(ms)
         return {"p50_ms": float(np.percentile(arr, 50)), "p99_ms": float(np.percentile(arr, 99)),
-                "mean_ms": float(arr.mean())}
+                "mean_ms": float(arr.mean()), "cpu_p50_ms": float(np.median(cpu)),
+                "no_hits": empty}
 
     dense = lambda q: index.search_batch(["q"], K, mode="dense",  # noqa: E731
                                          query_vectors=q[None, :])[0]
     dense(queries[0])
     out["dense"] = timed(dense, queries)
+    # the same searches in FAISS alone (no grouping, no rows): kosearch's part is the difference
+    out["faiss_only"] = timed(lambda q: [FAISS_HIT] if index.store.search(q[None, :], 4 * K)
+                              else [], queries)
     out["after_dense"] = proc_status()
     lexical = lambda q: index.search(q, K, mode="lexical")  # noqa: E731
     lexical(qtexts[0])
@@ -279,6 +288,37 @@ def sizes_of(directory: Path) -> dict[str, float]:
     return out
 
 
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The result rows as a Markdown table (MB are 10^6 bytes; RSS = anonymous + file-backed)."""
+    lines = [
+        "| n | type | FAISS build s | faiss MB | parquet MB | arrow MB | BM25 MB "
+        "| RSS after load MB (anon+file) | RSS after 1,000 queries MB (anon+file) "
+        "| RSS after BM25 + filtered queries MB "
+        "| dense p50/p99 ms (CPU p50; FAISS alone p50) | filtered p50/p99 ms | BM25 p50/p99 ms "
+        "| 10 rows mapped/Parquet ms |",
+        "|--:|---|--:|--:|--:|--:|--:|---|---|---|---|---|---|---|",
+    ]
+
+    def rss(status: dict[str, int]) -> str:
+        return (f"{status['VmRSS'] / MB:.0f} ({status['RssAnon'] / MB:.0f}+"
+                f"{status['RssFile'] / MB:.0f})")
+
+    for r in rows:
+        mb = r["mb"]
+        lines.append(
+            f"| {r['n']:,} | {r['type']} | {r['faiss_build_s']:.0f} | {mb['faiss']:.0f} "
+            f"| {mb['parquet']:.0f} | {mb['arrow']:.0f} | {mb['bm25']:.0f} | {rss(r['loaded'])} "
+            f"| {rss(r['after_dense'])} | {rss(r['after_all'])} "
+            f"| {r['dense']['p50_ms']:.1f} / {r['dense']['p99_ms']:.0f} "
+            f"({r['dense'].get('cpu_p50_ms', float('nan')):.1f} CPU; FAISS alone "
+            f"{r.get('faiss_only', {}).get('p50_ms', float('nan')):.1f}) "
+            f"| {r['filtered']['p50_ms']:.1f} / {r['filtered']['p99_ms']:.0f} "
+            f"| {r['lexical']['p50_ms']:.1f} / {r['lexical']['p99_ms']:.0f} "
+            f"| {r['rows10']['mapped_p50_ms']:.1f} / {r['rows10']['parquet_p50_ms']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1000000,5000000")
@@ -291,10 +331,16 @@ def main() -> None:
                         help="which phases to run (the others reuse the cache in --work)")
     parser.add_argument("--work", default="/tmp/kosearch-large")
     parser.add_argument("--json", default=None, help="append result rows to this file")
+    parser.add_argument("--report", default=None, help="print the rows of this --json file "
+                        "as a Markdown table and exit")
     parser.add_argument("--step", default=None, help=argparse.SUPPRESS)
     for name in ("data", "n", "type", "out", "index", "qfile"):
         parser.add_argument(f"--{name}", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.report:
+        rows = [json.loads(line) for line in Path(args.report).read_text().splitlines() if line]
+        print(markdown(rows))
+        return
     if args.step:
         args.n = int(args.n) if args.n else 0
         step = {"faiss": step_faiss, "passages": step_passages, "serve": step_serve}[args.step]
