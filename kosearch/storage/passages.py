@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from kosearch.errors import ConfigError, CorpusError, IndexFormatError
 from kosearch.storage import metadata
 from kosearch.storage.checks import check_file, checked_rows, error_reason
-from kosearch.storage.layout import PASSAGES_FILE
+from kosearch.storage.layout import PASSAGES_ARROW_FILE, PASSAGES_FILE
 from kosearch.storage.mapped import Mirror, open_mirror, write_mirror
 from kosearch.types import Passage
 
@@ -121,8 +121,6 @@ class PassageWriter:
 
     def abort(self) -> None:
         """Close and delete the partial file."""
-        from kosearch.storage.layout import PASSAGES_ARROW_FILE
-
         self._closed = True
         self._writer.close()
         self.path.unlink(missing_ok=True)
