@@ -210,7 +210,7 @@ class Index:
         with self._write_lock, (self._lock if exclusive else contextlib.nullcontext()):
             run = lifecycle.new_update(corpus, mode, self._parts, self._encoder, options,
                                        delete_ids=delete_ids, progress=progress, stdin=stdin)
-            if mode is RunMode.DELETE and not set(delete_ids) & set(self._searcher.doc_ids):
+            if mode is RunMode.DELETE and not self._parts.passages.holds_any(delete_ids):
                 report = UpdateReport(unknown=tuple(dict.fromkeys(delete_ids)))
             else:
                 parts, report = lifecycle.execute_update(run, self.path, restart=restart)

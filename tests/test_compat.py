@@ -54,9 +54,11 @@ def test_an_index_from_0_1_0_takes_updates(old_index: Path) -> None:
     from kosearch import Document
 
     index = Index.load(old_index, encoder=HashEncoder(dim=32, max_tokens=64))
+    assert not index.passages.mapped  # no passages.arrow yet: the Parquet is read as before
     before = index.manifest.counts["documents"]
     report = index.upsert([Document(id="new-1", text="제주올레 코스는 모두 스물일곱 개입니다.")])
     assert report.added == 1
     reloaded = Index.load(old_index, encoder=HashEncoder(dim=32, max_tokens=64))
     assert reloaded.manifest.counts["documents"] == before + 1
+    assert reloaded.passages.mapped  # the update wrote the memory-mapped mirror
     assert reloaded.search("제주올레 코스", 1, mode="lexical")[0].id == "new-1"

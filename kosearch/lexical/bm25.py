@@ -24,7 +24,18 @@ from numpy.typing import NDArray
 from kosearch._batched import batched
 from kosearch.errors import IndexFormatError, MissingDependencyError
 from kosearch.lexical.analyzers import Analyzer, MorphemeAnalyzer
-from kosearch.lexical.format import METHOD, DocTerms, read_index, write_index
+from kosearch.lexical.format import (
+    METHOD,
+    DocTerms,
+    mapped_region,
+    read_index,
+    release_pages,
+    write_index,
+)
+
+#: A query whose terms have fewer than ``num_docs / SPARSE_RATIO`` postings sums its scores
+#: over the rows it matches only, instead of over an array of every row (80 MB at 10M rows).
+SPARSE_RATIO = 16
 
 if TYPE_CHECKING:
     from kosearch.lexical.child_analysis import ChildAnalysis
@@ -53,17 +64,37 @@ def _score_matrix(
     )
 
 
-def _top_k(scores: NDArray[np.float64], k: int) -> list[tuple[int, float]]:
-    """The ``k`` best positive scores, best first, ties by ascending row."""
-    rows = np.flatnonzero(scores > 0)
+def _top_k(
+    rows: NDArray[np.int64], scores: NDArray[np.float64], k: int
+) -> list[tuple[int, float]]:
+    """The ``k`` best positive ``scores`` of ``rows`` (ascending), best first, ties by row."""
+    positive = scores > 0
+    rows, scores = rows[positive], scores[positive]
     if rows.size > k:
-        values = scores[rows]
-        kth = np.partition(values, rows.size - k)[rows.size - k]
-        above = rows[values > kth]
-        tied = rows[values == kth][: k - above.size]  # flatnonzero is ascending
-        rows = np.concatenate([above, tied])
-    order = np.lexsort((rows, -scores[rows]))
-    return [(int(r), float(scores[r])) for r in rows[order]]
+        kth = np.partition(scores, rows.size - k)[rows.size - k]
+        keep = scores > kth
+        keep[np.flatnonzero(scores == kth)[: k - int(keep.sum())]] = True  # the lowest rows
+        rows, scores = rows[keep], scores[keep]
+    order = np.lexsort((rows, -scores))
+    return [(int(r), float(s)) for r, s in zip(rows[order], scores[order])]
+
+
+def _accumulate(
+    rows: NDArray[np.int32], weights: NDArray[np.float32], num_docs: int
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """The summed ``weights`` of each distinct row (ascending rows).
+
+    Few postings (rare terms, the usual query) are summed over their distinct rows only; many
+    are summed into one array over all rows, cheaper than sorting them. Either way a row's
+    weights are added in the same order, so the scores are the same to the last bit.
+    """
+    if rows.size * SPARSE_RATIO < num_docs:
+        distinct, inverse = np.unique(rows, return_inverse=True)
+        return distinct.astype(np.int64), np.bincount(inverse, weights=weights,
+                                                      minlength=distinct.size)
+    scores = np.bincount(rows, weights=weights, minlength=num_docs)
+    hit = np.flatnonzero(scores)
+    return hit, scores[hit]
 
 
 def _analyze(
@@ -242,9 +273,15 @@ class LexicalIndex:
         return self._terms is not None
 
     @property
+    def mapped(self) -> bool:
+        """Whether the score matrix is memory-mapped (``load(mmap=True)``), not in memory."""
+        return mapped_region(self._data) is not None
+
+    @property
     def nbytes(self) -> int:
-        """Memory held by the score matrix (the per-row terms are memory-mapped, not counted)."""
-        return int(self._data.nbytes + self._indices.nbytes + self._indptr.nbytes)
+        """Memory held by the score matrix (what is memory-mapped is not counted)."""
+        matrix = 0 if self.mapped else self._data.nbytes + self._indices.nbytes
+        return int(matrix + self._indptr.nbytes)
 
     def search(
         self, queries: Sequence[str], k: int, *, allowed: NDArray[np.bool_] | None = None
@@ -281,10 +318,11 @@ class LexicalIndex:
         starts, ends = self._indptr[ids], self._indptr[np.asarray(ids) + 1]
         rows = np.concatenate([self._indices[s:e] for s, e in zip(starts, ends)])
         weights = np.concatenate([self._data[s:e] for s, e in zip(starts, ends)])
-        scores = np.bincount(rows, weights=weights, minlength=self._num_docs)
+        release_pages(self._data, self._indices)  # rows and weights are copies
+        hit, scores = _accumulate(rows, weights, self._num_docs)
         if allowed is not None:
-            scores[~allowed] = 0.0  # _top_k keeps positive scores only
-        return _top_k(scores, k)
+            scores[~allowed[hit]] = 0.0  # _top_k keeps positive scores only
+        return _top_k(hit, scores, k)
 
     def config(self) -> dict[str, Any]:
         """The settings for the index manifest: tokenizer config, ``k1``, ``b`` and ``method``."""
@@ -305,11 +343,13 @@ class LexicalIndex:
         write_index(Path(directory), self.config(), self._vocab, arrays, self._num_docs)
 
     @classmethod
-    def load(cls, directory: Path) -> LexicalIndex:
+    def load(cls, directory: Path, *, mmap: bool = False) -> LexicalIndex:
         """Read an index written by :meth:`save`.
 
         Args:
             directory: The directory :meth:`save` wrote.
+            mmap: Memory-map the score matrix instead of reading it (a served index: a search
+                pages in the columns of its query terms only).
 
         Returns:
             The index, with its analyzer rebuilt from the stored config.
@@ -317,7 +357,7 @@ class LexicalIndex:
         Raises:
             IndexFormatError: If a file is missing, corrupt, inconsistent or from a newer format.
         """
-        stored = read_index(Path(directory))
+        stored = read_index(Path(directory), mmap=mmap)
         return cls(
             stored.analyzer, stored.vocab, stored.arrays, stored.num_docs, k1=stored.k1,
             b=stored.b, terms=stored.terms,

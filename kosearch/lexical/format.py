@@ -10,6 +10,7 @@ the per-term score matrix (CSC: column = term, row = passage); ``terms.npy`` and
 from __future__ import annotations
 
 import json
+import mmap
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -94,8 +95,12 @@ def write_index(
         np.save(directory / f"{name}.npy", array, allow_pickle=False)
 
 
-def read_index(directory: Path) -> StoredIndex:
+def read_index(directory: Path, *, mmap: bool = False) -> StoredIndex:
     """Read an index written by :func:`write_index`, its analyzer rebuilt from the stored config.
+
+    With ``mmap`` the score matrix is memory-mapped rather than read: a search pages in the
+    columns of its terms only. Its checks then read the files in blocks, not through the map,
+    so that loading leaves no pages of the matrix in this process's memory.
 
     Raises:
         IndexFormatError: If a file is missing, corrupt, inconsistent or from a newer format.
@@ -103,7 +108,7 @@ def read_index(directory: Path) -> StoredIndex:
     directory = Path(directory)
     header = _read_header(directory / CONFIG_FILE)
     terms = _read_vocab(directory / VOCAB_FILE, header["num_terms"])
-    arrays = _read_arrays(directory, header["num_docs"], header["num_terms"])
+    arrays = _read_arrays(directory, header["num_docs"], header["num_terms"], mmap)
     analyzer = _analyzer_of(header, directory / CONFIG_FILE)
     vocab = {t: i for i, t in enumerate(terms)}
     doc_terms = _read_doc_terms(directory, header["num_docs"], header["num_terms"])
@@ -180,9 +185,9 @@ def _read_vocab(path: Path, num_terms: int) -> list[str]:
     return terms
 
 
-def _read_npy(path: Path, kind: str) -> NDArray[Any]:
+def _read_npy(path: Path, kind: str, mmap: bool = False) -> NDArray[Any]:
     try:
-        array = np.load(path, allow_pickle=False)
+        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except FileNotFoundError:
         raise IndexFormatError(f"lexical index file {path} is missing.") from None
     except (OSError, ValueError, EOFError) as e:
@@ -192,24 +197,75 @@ def _read_npy(path: Path, kind: str) -> NDArray[Any]:
     return array
 
 
+def _blocks(array: NDArray[Any], size: int = 1 << 22) -> Any:
+    """The values of a 1-d array in blocks; a memory-mapped one is read from its file instead
+    of through the map, so that a scan leaves none of its pages resident in this process."""
+    filename = getattr(array, "filename", None)
+    if filename is None:
+        yield array
+        return
+    with open(filename, "rb") as handle:
+        for start in range(0, array.size, size):
+            handle.seek(int(getattr(array, "offset", 0)) + start * array.itemsize)
+            yield np.fromfile(handle, dtype=array.dtype, count=min(size, array.size - start))
+
+
+def _range(array: NDArray[Any]) -> tuple[Any, Any]:
+    """(min, max) of a non-empty 1-d array, scanned in blocks."""
+    lows, highs = zip(*((block.min(), block.max()) for block in _blocks(array) if block.size))
+    return min(lows), max(highs)
+
+
 def _read_arrays(
-    directory: Path, num_docs: int, num_terms: int
+    directory: Path, num_docs: int, num_terms: int, mmap: bool = False
 ) -> tuple[NDArray[np.float32], NDArray[np.int32], NDArray[np.int64]]:
-    data = _read_npy(directory / "data.npy", "f").astype(np.float32, copy=False)
-    indices = _read_npy(directory / "indices.npy", "i").astype(np.int32, copy=False)
+    data = _read_npy(directory / "data.npy", "f", mmap).astype(np.float32, copy=False)
+    indices = _read_npy(directory / "indices.npy", "i", mmap).astype(np.int32, copy=False)
     indptr = _read_npy(directory / "indptr.npy", "i").astype(np.int64, copy=False)
     problem = None
     if indptr.size != num_terms + 1 or indptr[0] != 0 or np.any(np.diff(indptr) < 0):
         problem = "indptr.npy does not match the vocabulary"
     elif data.size != indices.size or indptr[-1] != data.size:
         problem = "data.npy, indices.npy and indptr.npy disagree in length"
-    elif indices.size and (indices.min() < 0 or indices.max() >= num_docs):
+    elif indices.size and (_range(indices)[0] < 0 or _range(indices)[1] >= num_docs):
         problem = "indices.npy refers to rows outside the index"
-    elif not np.all(np.isfinite(data)):
+    elif not all(np.all(np.isfinite(block)) for block in _blocks(data)):
         problem = "data.npy holds non-finite scores"
     if problem:
         raise IndexFormatError(f"the lexical index in {directory} is corrupt: {problem}.")
+    if mmap:
+        data, indices = _remap(data), _remap(indices)
     return data, indices, indptr
+
+
+def _remap(array: NDArray[Any]) -> NDArray[Any]:
+    """A memory-mapped ``.npy`` array (``np.load(mmap_mode="r")``) over a map of our own, so
+    that :func:`release_pages` can unmap what searches touched."""
+    filename = getattr(array, "filename", None)
+    if filename is None or not array.size:
+        return array
+    with open(filename, "rb") as handle:
+        region = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    return np.frombuffer(region, dtype=array.dtype, count=array.size,
+                         offset=int(getattr(array, "offset", 0)))
+
+
+def release_pages(*arrays: NDArray[Any]) -> None:
+    """Unmap the pages of memory-mapped arrays (from :func:`read_index` with ``mmap``) that this
+    process touched; they stay in the page cache and are mapped again when read. Keeps the RSS
+    of a served index at what one search touches. A no-op for arrays in memory."""
+    for array in arrays:
+        region = mapped_region(array)
+        if region is not None and hasattr(region, "madvise"):
+            region.madvise(mmap.MADV_DONTNEED)
+
+
+def mapped_region(array: NDArray[Any]) -> mmap.mmap | None:
+    """The memory map ``array`` reads from, or None for an array in memory."""
+    base = array.base
+    if isinstance(base, memoryview):  # np.frombuffer over a map
+        base = base.obj
+    return base if isinstance(base, mmap.mmap) else None
 
 
 def _read_doc_terms(directory: Path, num_docs: int, num_terms: int) -> DocTerms | None:
@@ -226,7 +282,7 @@ def _read_doc_terms(directory: Path, num_docs: int, num_terms: int) -> DocTerms 
     if (
         ids.ndim != 1 or ids.dtype.kind != "i" or indptr.ndim != 1 or indptr.dtype.kind != "i"
         or indptr.size != num_docs + 1 or (indptr.size and indptr[-1] != ids.size)
-        or (ids.size and (int(ids.max()) >= num_terms or int(ids.min()) < 0))
+        or (ids.size and (int(_range(ids)[1]) >= num_terms or int(_range(ids)[0]) < 0))
     ):
         raise IndexFormatError(
             f"the lexical index in {directory} is corrupt: terms.npy and terms_indptr.npy do not "

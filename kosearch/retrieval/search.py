@@ -119,7 +119,7 @@ class Searcher:
     @classmethod
     def of(cls, parts: IndexParts) -> Searcher:
         """A searcher over the parts of one index."""
-        return cls(parts.store, parts.passages, parts.lexical, parts.passages.doc_ids())
+        return cls(parts.store, parts.passages, parts.lexical, parts.passages.doc_id_view())
 
     def search(
         self,

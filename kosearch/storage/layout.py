@@ -5,6 +5,8 @@ An index directory holds::
     manifest.json      what the index was built from (kosearch.storage.manifest)
     vectors.faiss      the FAISS index (kosearch.storage.vectors)
     passages.parquet   the passage table, row-aligned with the vectors (kosearch.storage.passages)
+    passages.arrow     the same rows as an uncompressed Arrow IPC file, memory-mapped when the
+                       index is served (optional: an index without it reads the Parquet)
     embeddings.npy     the original vectors, kept only beside a lossy (PQ, SQ8) FAISS index
     lexical/           the BM25 index, when built (kosearch.lexical.bm25)
 
@@ -22,6 +24,7 @@ __all__ = [
     "EMBEDDINGS_FILE",
     "LEXICAL_DIR",
     "MANIFEST_FILE",
+    "PASSAGES_ARROW_FILE",
     "PASSAGES_FILE",
     "VECTORS_FILE",
     "is_index",
@@ -30,6 +33,7 @@ __all__ = [
 MANIFEST_FILE = "manifest.json"
 VECTORS_FILE = "vectors.faiss"
 PASSAGES_FILE = "passages.parquet"
+PASSAGES_ARROW_FILE = "passages.arrow"  # the Parquet's rows for serving (memory-mapped)
 EMBEDDINGS_FILE = "embeddings.npy"
 LEXICAL_DIR = "lexical"  # the BM25 part of an index directory
 CHECKPOINT_SUFFIX = ".partial"  # appended to the index directory's name for a run's scratch files

@@ -81,12 +81,12 @@ def _read_once(directory: Path, manifest: Manifest, *, mmap: bool) -> IndexParts
         directory, manifest.metric, mmap=mmap, factory=manifest.faiss.get("factory"),
         expected_bytes=manifest.faiss.get("bytes"),
     )
-    passages = PassageTable.load(directory)
+    passages = PassageTable.load(directory, mmap=mmap)
     lexical = None
     if manifest.lexical is not None:
         from kosearch.lexical.bm25 import LexicalIndex
 
-        lexical = LexicalIndex.load(directory / LEXICAL_DIR)
+        lexical = LexicalIndex.load(directory / LEXICAL_DIR, mmap=mmap)
     parts = IndexParts(manifest, store, passages, lexical, _read_raw(directory, manifest, mmap))
     _check_counts(directory, parts)
     return parts
@@ -145,7 +145,7 @@ def describe(parts: IndexParts, path: Path | None) -> dict[str, Any]:
     data["path"] = str(path) if path else None
     memory = {
         "vectors": int(parts.manifest.faiss.get("bytes") or 0),
-        "passages": int(parts.passages.table.nbytes),
+        "passages": parts.passages.nbytes,  # 0 when memory-mapped
         "lexical": parts.lexical.nbytes if parts.lexical is not None else 0,
     }
     data["memory"] = memory

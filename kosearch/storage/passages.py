@@ -2,9 +2,12 @@
 
 Row i of the table is row i of the vectors (:mod:`kosearch.storage.vectors`).
 
-Memory: a :class:`PassageTable` keeps the whole table in memory once loaded, about 36 bytes per
-row plus the UTF-8 bytes of its doc id, text, title and meta JSON (Korean is 3 bytes a
-character, so a 500-character passage costs about 1.5 KB).
+Memory: every write also leaves the rows in ``passages.arrow`` (:mod:`kosearch.storage.mapped`),
+and :meth:`PassageTable.load` memory-maps that file: a loaded table holds no rows in memory, a
+search reads the rows of its hits (and a filter its columns) from the page cache. Without that
+file (an index written by kosearch 0.1, or ``mmap=False``) the whole Parquet is read into
+memory: about 36 bytes per row plus the UTF-8 bytes of its doc id, text, title and meta JSON
+(Korean is 3 bytes a character, so a 500-character passage costs about 1.5 KB).
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 from kosearch.errors import ConfigError, CorpusError, IndexFormatError
 from kosearch.storage import metadata
 from kosearch.storage.checks import check_file, checked_rows, error_reason
-from kosearch.storage.layout import PASSAGES_FILE
+from kosearch.storage.layout import PASSAGES_ARROW_FILE, PASSAGES_FILE
+from kosearch.storage.mapped import Mirror, open_mirror, write_mirror
 from kosearch.types import Passage
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["PassageTable", "PassageWriter", "encode_meta"]
+__all__ = ["DocIds", "PassageTable", "PassageWriter", "encode_meta"]
 
 ROW_GROUP_ROWS = 8192
 # Up to this many rows, PassageTable.rows gathers slices: Table.take would import pandas (0.2 s
@@ -110,8 +114,9 @@ class PassageWriter:
             self._flush(len(self._pending["doc_id"]))
             self._writer.close()
             self._closed = True
-            if self._typed:
+            if self._typed:  # the final table (a spool copied later needs neither)
                 _add_typed_columns(self.path)
+                write_mirror(self.path)
         return self._rows
 
     def abort(self) -> None:
@@ -119,6 +124,7 @@ class PassageWriter:
         self._closed = True
         self._writer.close()
         self.path.unlink(missing_ok=True)
+        self.path.with_name(PASSAGES_ARROW_FILE).unlink(missing_ok=True)
 
     def __enter__(self) -> PassageWriter:
         return self
@@ -161,10 +167,13 @@ class PassageTable:
         {'k': 1}
     """
 
-    def __init__(self, table: pa.Table, path: Path | None = None) -> None:
-        """Wrap a pyarrow table with the passage schema (prefer :meth:`load`)."""
+    def __init__(self, table: pa.Table, path: Path | None = None, *,
+                 mirror: Mirror | None = None) -> None:
+        """Wrap a pyarrow table with the passage schema (prefer :meth:`load`); ``mirror``:
+        the memory map ``table`` lives in."""
         self._table = table
         self._path = path
+        self._mirror = mirror
 
     @classmethod
     def writer(cls, directory: Path, *, typed: bool = True) -> PassageWriter:
@@ -194,8 +203,12 @@ class PassageTable:
         return cls(_typed(pa.Table.from_pydict(columns, schema=_schema())))
 
     @classmethod
-    def load(cls, directory: Path) -> PassageTable:
-        """Load ``directory/passages.parquet`` into memory.
+    def load(cls, directory: Path, *, mmap: bool = True) -> PassageTable:
+        """Open the passage table of ``directory``.
+
+        With ``mmap`` and a ``passages.arrow`` that mirrors ``passages.parquet``
+        (:mod:`kosearch.storage.mapped`), the table is memory-mapped: nothing is read until a
+        row is asked for. Otherwise ``passages.parquet`` is read into memory.
 
         Raises:
             IndexFormatError: If the file is missing, corrupt, or lacks columns.
@@ -205,6 +218,9 @@ class PassageTable:
 
         path = Path(directory) / PASSAGES_FILE
         check_file(path, None)
+        mirror = open_mirror(path) if mmap else None
+        if mirror is not None and _is_current(mirror.table):
+            return cls(mirror.table, path, mirror=mirror)
         try:
             # ParquetFile, not read_table: that imports pyarrow.dataset and pandas (~0.25 s).
             table = pq.ParquetFile(path).read()
@@ -239,6 +255,16 @@ class PassageTable:
 
     def __len__(self) -> int:
         return int(self._table.num_rows)
+
+    @property
+    def mapped(self) -> bool:
+        """Whether the rows are memory-mapped from ``passages.arrow`` (not held in memory)."""
+        return self._mirror is not None
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the table holds: 0 when memory-mapped (its pages belong to the page cache)."""
+        return 0 if self._mirror is not None else int(self._table.nbytes)
 
     @property
     def table(self) -> pa.Table:
@@ -278,6 +304,8 @@ class PassageTable:
         else:
             picked = table.take(keys)
         records: list[dict[str, Any]] = picked.to_pylist()
+        if self._mirror is not None:  # unmap what this and earlier reads touched: bounded RSS
+            self._mirror.release()
         for row, record in zip(keys.tolist(), records):
             try:
                 record["meta"] = json.loads(record["meta"])
@@ -289,8 +317,23 @@ class PassageTable:
         return records
 
     def doc_ids(self) -> list[str]:
-        """The ``doc_id`` of every row."""
+        """The ``doc_id`` of every row, as a list (memory: all of them; see :meth:`doc_id_view`)."""
         return [str(value) for value in self._table.column("doc_id").to_pylist()]
+
+    def doc_id_view(self) -> DocIds:
+        """The ``doc_id`` of every row as a read-only sequence over the column (no copy)."""
+        return DocIds(self._table.column("doc_id"))
+
+    def holds_any(self, doc_ids: Sequence[str]) -> bool:
+        """Whether any row belongs to one of ``doc_ids``."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if not doc_ids or not len(self):
+            return False
+        found = pc.is_in(self._table.column("doc_id"), value_set=pa.array(list(doc_ids),
+                                                                          pa.string()))
+        return bool(pc.any(found).as_py())
 
     def column(self, name: str) -> pa.ChunkedArray:
         """One column (``meta`` as JSON text)."""
@@ -316,9 +359,33 @@ class PassageTable:
         path = Path(directory) / PASSAGES_FILE
         try:
             pq.write_table(self._table, path, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+            write_mirror(path)
         except OSError as error:
             raise ConfigError(f"cannot write the passage table {path}: {error}") from error
         return len(self)
+
+
+class DocIds(Sequence[str]):
+    """The document id of each row, read from the (possibly memory-mapped) ``doc_id`` column
+    one row at a time: a search looks up the ids of its candidates only."""
+
+    def __init__(self, column: pa.ChunkedArray) -> None:
+        self._column = column
+
+    def __len__(self) -> int:
+        return len(self._column)
+
+    def __getitem__(self, row: Any) -> Any:
+        if isinstance(row, slice):
+            return [self[i] for i in range(*row.indices(len(self)))]
+        value = self._column[row].as_py()
+        if value is None:
+            raise IndexError(row)
+        return value
+
+    def __iter__(self) -> Any:
+        for chunk in self._column.chunks:
+            yield from chunk.to_pylist()
 
 
 def _schema() -> pa.Schema:
@@ -337,6 +404,19 @@ def _schema() -> pa.Schema:
             ("hash", pa.string()),
         ]
     )
+
+
+def _is_current(table: pa.Table) -> bool:
+    """Whether a mapped table has the current layout: every column of the current schema with
+    its type (no cast, which would copy) and typed metadata columns marked complete."""
+    schema = table.schema
+    if (schema.metadata or {}).get(TYPED_KEY) != TYPED_VALUE:
+        return False
+    for field in _schema():
+        index = schema.get_field_index(field.name)
+        if index < 0 or schema.field(index).type != field.type:
+            return False
+    return not any(table.column(name).null_count for name in COLUMNS)
 
 
 def _typed(table: pa.Table) -> pa.Table:
