@@ -30,7 +30,8 @@ def _run(name: str, data: str, out: Path, args: argparse.Namespace, max_steps: i
          hard_negatives: int) -> dict:
     start = time.perf_counter()
     result = finetune(
-        data, out / name, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
+        data, out / name, model=args.model, loss=args.loss if name == "retrieval" else None,
+        mine_with=args.mine_with, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, max_steps=max_steps, hard_negatives=hard_negatives,
         eval_split=args.eval_split, seed=args.seed, device=args.device, overwrite=True,
         progress=not args.quiet,
@@ -39,17 +40,27 @@ def _run(name: str, data: str, out: Path, args: argparse.Namespace, max_steps: i
     return {"name": name, "wall_s": round(wall, 1), **result.to_json()}
 
 
-def _subset(source: Path, target: Path, queries: int, docs: int, seed: int) -> Path:
-    """A smaller BEIR folder for a busy CPU: ``queries`` seeded questions, their relevant
-    documents and seeded other documents up to ``docs`` (the corpus order is kept)."""
+def _subset(source: Path, target: Path, queries: int | None, articles: int | None, docs: int,
+            seed: int) -> Path:
+    """A smaller BEIR folder for a busy CPU: ``queries`` seeded questions, or every question of
+    ``articles`` seeded articles (documents sharing a title); their relevant documents, every
+    other passage of those articles, and seeded other documents up to ``docs`` (the corpus
+    order is kept)."""
     rng = random.Random(seed)
     qrels = [line.split("\t") for line in
              (source / "qrels" / "test.tsv").read_text(encoding="utf-8").splitlines()[1:] if line]
-    chosen = set(rng.sample(sorted({q for q, _, _ in qrels}), queries))
-    keep_rows = [row for row in qrels if row[0] in chosen]
-    relevant = {d for _, d, _ in keep_rows}
     corpus = [json.loads(x) for x in (source / "corpus.jsonl").read_text(encoding="utf-8")
               .splitlines() if x]
+    title = {d["_id"]: d["title"] for d in corpus}
+    if articles:
+        picked = set(rng.sample(sorted({title[d] for _, d, _ in qrels}), articles))
+        chosen = {q for q, d, _ in qrels if title[d] in picked}
+    else:
+        chosen = set(rng.sample(sorted({q for q, _, _ in qrels}), queries or 0))
+    keep_rows = [row for row in qrels if row[0] in chosen]
+    relevant = {d for _, d, _ in keep_rows}
+    articles_kept = {title[d] for d in relevant} if articles else set()
+    relevant |= {d for d, t in title.items() if t in articles_kept}
     others = [d["_id"] for d in corpus if d["_id"] not in relevant]
     keep = relevant | set(rng.sample(others, max(0, min(len(others), docs - len(relevant)))))
     (target / "qrels").mkdir(parents=True)
@@ -78,11 +89,16 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="retrieval run")
     parser.add_argument("--sts-max-steps", type=int, default=None)
     parser.add_argument("--hard-negatives", type=int, default=1)
+    parser.add_argument("--loss", default=None, help="retrieval run: mnrl or cached-mnrl")
+    parser.add_argument("--mine-with", default="lexical")
     parser.add_argument("--eval-split", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--device", default=None)
     parser.add_argument("--sample-queries", type=int, default=None,
                         help="train and measure on this many seeded questions only")
+    parser.add_argument("--sample-articles", type=int, default=None,
+                        help="train and measure on every question of this many seeded articles")
+    parser.add_argument("--subset-seed", type=int, default=0, help="seeds the sample")
     parser.add_argument("--sample-docs", type=int, default=None,
                         help="with --sample-queries: corpus size (their documents + others)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
@@ -97,9 +113,10 @@ def main() -> None:
         runs = []
         if args.retrieval:
             data = Path(args.retrieval)
-            if args.sample_queries:
+            if args.sample_queries or args.sample_articles:
                 data = _subset(data, Path(scratch) / "subset", args.sample_queries,
-                               args.sample_docs or 10**9, args.seed)
+                               args.sample_articles, args.sample_docs or 10**9,
+                               args.subset_seed)
             runs.append(_run("retrieval", str(data), out, args, args.max_steps,
                              args.hard_negatives))
         if args.sts:

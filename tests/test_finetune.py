@@ -116,7 +116,7 @@ def test_the_saved_model_loads_with_its_prompts(trained) -> None:
     assert (encoder.query_prompt, encoder.passage_prompt) == ("query: ", "passage: ")
     saved = json.loads((trained.output / "finetune.json").read_text(encoding="utf-8"))
     assert saved["prompts"] == {"query": "query: ", "passage": "passage: "}
-    assert saved["settings"]["loss"] == "mnrl" and saved["settings"]["seed"] == 3
+    assert saved["settings"]["loss"] == "cached-mnrl" and saved["settings"]["seed"] == 3
     assert saved["counts"] == {"train": 48, "held_out": 12, "skipped_queries": 0,
                                "negatives_per_example": 1}
     assert set(saved["before"]) == set(saved["after"]) == {"dense", "hybrid"}
@@ -239,6 +239,88 @@ def test_mined_negatives_are_never_relevant(mode: str, tiny_xlmr_dir: Path, beir
         assert example.positive in relevant
         assert len(example.negatives) == 3 and len(set(example.negatives)) == 3
         assert not relevant & set(example.negatives)
+
+
+def test_no_batch_holds_a_text_twice(tiny_bert_dir: Path, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three questions per passage (as in KorQuAD): a batch holding two of them would make a
+    question's own positive an in-batch negative of the other; the trainer must never do that."""
+    from sentence_transformers.base.data_collator import BaseDataCollator
+
+    from kosearch import finetune
+
+    docs = list(dict.fromkeys(korean_sentences(400)))[:20]
+    root = tmp_path / "data"
+    (root / "qrels").mkdir(parents=True)
+    (root / "corpus.jsonl").write_text("".join(
+        json.dumps({"_id": f"d{i}", "text": d}, ensure_ascii=False) + "\n"
+        for i, d in enumerate(docs)), encoding="utf-8")
+    questions = [(f"q{i}-{k}", i, f"{k}번: " + " ".join(d.split()[k:]))
+                 for i, d in enumerate(docs) for k in range(1, 4)]
+    (root / "queries.jsonl").write_text("".join(
+        json.dumps({"_id": q, "text": text}, ensure_ascii=False) + "\n"
+        for q, _, text in questions), encoding="utf-8")
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
+        f"{q}\td{i}\t1\n" for q, i, _ in questions), encoding="utf-8")
+    batches: list[list[str]] = []
+    real = BaseDataCollator.__call__
+
+    def record(self, features):
+        batches.append([v for row in features for v in row.values() if isinstance(v, str)])
+        return real(self, features)
+
+    monkeypatch.setattr(BaseDataCollator, "__call__", record)
+    result = finetune(root, tmp_path / "out", model=str(tiny_bert_dir), hard_negatives=1,
+                      loss="mnrl", eval_split=0, epochs=2, **FAST)
+    assert result.counts["train"] == 60 and len(batches) >= result.train["steps"] >= 10
+    for batch in batches:
+        assert len(batch) == len(set(batch)), "a text appears twice in one batch"
+
+
+def test_a_model_without_pooler_saves_and_loads_without_a_report(
+    tiny_bert_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """sentence-transformers saves a pooler-less model (e5, like me5-small-ko) without
+    ``add_pooling_layer=False``; reloaded, transformers builds an unused random pooler and prints
+    a LOAD REPORT. The fine-tuned model keeps the setting, and kosearch's loading hides that
+    report (only that one) for models saved elsewhere."""
+    import logging
+
+    from sentence_transformers import SentenceTransformer
+
+    from kosearch.encoding.loading import _only_unused_pooler, load_model
+    from kosearch.train.finetune import _keep_pooler_setting
+
+    model = SentenceTransformer(str(tiny_bert_dir), device="cpu",
+                                model_kwargs={"add_pooling_layer": False})
+    assert model.transformers_model.pooler is None
+    plain, kept = tmp_path / "plain", tmp_path / "kept"
+    for target in (plain, kept):
+        model.save(str(target), create_model_card=False)
+    _keep_pooler_setting(model, kept)
+
+    def reports(load) -> int:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="transformers"):
+            load()
+        return sum("LOAD REPORT" in r.getMessage() for r in caplog.records)
+
+    # what sentence-transformers alone gives
+    assert reports(lambda: SentenceTransformer(str(plain), device="cpu")) == 1
+    assert reports(lambda: SentenceTransformer(str(kept), device="cpu")) == 0
+    assert SentenceTransformer(str(kept), device="cpu").transformers_model.pooler is None
+    assert reports(lambda: load_model(SentenceTransformer, str(plain), "cpu", fix="-")) == 0
+
+    def report(rows: str) -> logging.LogRecord:
+        return logging.LogRecord("transformers.modeling_utils", logging.WARNING, "", 0,
+                                 f"BertModel LOAD REPORT from: x\nKey | Status |\n{rows}",
+                                 None, None)
+
+    assert not _only_unused_pooler(report("pooler.dense.bias | MISSING |"))
+    assert not _only_unused_pooler(report("pooler.dense.bias | \x1b[31mMISSING\x1b[0m |"))
+    assert _only_unused_pooler(report("pooler.dense.bias | MISSING |\n"
+                                      "encoder.layer.0.attention.self.query.weight | MISSING |"))
+    assert _only_unused_pooler(report("pooler.dense.bias | UNEXPECTED |"))
 
 
 def test_the_split_is_seeded_and_disjoint() -> None:

@@ -20,8 +20,9 @@ from kosearch.cli.options import device_option, json_option, model_option
 @model_option("Base model id or local directory (env KOSEARCH_MODEL; default "
               "dragonkue/multilingual-e5-small-ko).", from_env=True)
 @click.option("--loss", type=click.Choice(["mnrl", "cached-mnrl", "cosine"]), default=None,
-              help="mnrl (default for retrieval data), cached-mnrl (large batches, little "
-                   "memory) or cosine (STS data, its default).")
+              help="cached-mnrl (default for retrieval data: MNRL computed in mini-batches, "
+                   "so large batches fit in little memory), mnrl (faster, but holds the whole "
+                   "batch in memory) or cosine (STS data, its default).")
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=1.0,
               show_default=True, help="Passes over the training pairs.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,

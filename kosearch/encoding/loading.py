@@ -25,6 +25,23 @@ _OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 _QUIET_LOCK = threading.Lock()
 _quiet_depth = 0
 _restore: list[bool] = []  # whether transformers' bars were on when the first quiet block began
+_REPORT_ROW = re.compile(r"^(\S+)\s*\|\s*([A-Z]+)\b", re.MULTILINE)
+_REPORT_LOGGER = "transformers.modeling_utils"
+_ANSI = re.compile(r"\x1b?\[[0-9;]*m")
+
+
+def _only_unused_pooler(record: Any) -> bool:
+    """``False`` (drop) for transformers' "LOAD REPORT" when all it reports is a missing BERT
+    pooler: sentence-transformers models pool the token vectors themselves and never run it,
+    and sentence-transformers 5+ saves models without the ``add_pooling_layer=False`` that
+    would keep transformers from creating it. Any other report is kept."""
+    message = _ANSI.sub("", record.getMessage())  # colours, on a terminal
+    if "LOAD REPORT" not in message:
+        return True
+    rows = [(key, status) for key, status in _REPORT_ROW.findall(message) if key != "Key"]
+    return not rows or not all(
+        key.startswith("pooler.") and status == "MISSING" for key, status in rows
+    )
 
 
 def select_device(preferred: str | None = None) -> str:
@@ -190,12 +207,16 @@ def _cached_kobert(model: str) -> Path | None:
 
 @contextlib.contextmanager
 def quiet_loading() -> Iterator[None]:
-    """Hide transformers' "Loading weights" progress bars while kosearch loads a local model.
+    """Hide transformers' "Loading weights" (and "Writing model shards") progress bars while
+    kosearch loads or saves a local model, and its "LOAD REPORT" when all that report says is
+    that an unused BERT pooler was not in the checkpoint (see :func:`_only_unused_pooler`).
 
-    The setting is put back as it was when the last such block (of any thread) ends, so the
-    caller's own use of transformers outside kosearch calls is left as they set it.
+    The settings are put back as they were when the last such block (of any thread) ends, so
+    the caller's own use of transformers outside kosearch calls is left as they set it.
     """
     global _quiet_depth
+    import logging
+
     from transformers.utils import logging as hf_logging
 
     with _QUIET_LOCK:
@@ -203,14 +224,17 @@ def quiet_loading() -> Iterator[None]:
             _restore[:] = [hf_logging.is_progress_bar_enabled()]
             if _restore[0]:
                 hf_logging.disable_progress_bar()
+            logging.getLogger(_REPORT_LOGGER).addFilter(_only_unused_pooler)
         _quiet_depth += 1
     try:
         yield
     finally:
         with _QUIET_LOCK:
             _quiet_depth -= 1
-            if _quiet_depth == 0 and _restore and _restore[0]:
-                hf_logging.enable_progress_bar()
+            if _quiet_depth == 0:
+                logging.getLogger(_REPORT_LOGGER).removeFilter(_only_unused_pooler)
+                if _restore and _restore[0]:
+                    hf_logging.enable_progress_bar()
 
 
 def _attempt(

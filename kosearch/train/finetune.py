@@ -107,7 +107,8 @@ def finetune(
             with sentence1, sentence2, score in 0-5, or a folder holding pairs.tsv).
         output: The directory to write the model, its prompts and ``finetune.json`` into.
         model: The base model (default: ``$KOSEARCH_MODEL``, else kosearch's default model).
-        loss: ``mnrl`` or ``cached-mnrl`` for retrieval data (default ``mnrl``), ``cosine``
+        loss: ``cached-mnrl`` (the default for retrieval data: the MNRL loss in mini-batches
+            of 8 texts, so memory stays bounded on a CPU) or ``mnrl``; ``cosine``
             for STS data (its default).
         epochs: Passes over the training examples.
         batch_size: Examples per step (the in-batch negatives of MNRL).
@@ -213,7 +214,7 @@ def _check_output(target: Path, overwrite: bool) -> Path:
 def _with_loss(settings: TrainSettings, kind: str) -> TrainSettings:
     from dataclasses import replace
 
-    loss = settings.loss or ("cosine" if kind == "sts" else "mnrl")
+    loss = settings.loss or ("cosine" if kind == "sts" else "cached-mnrl")
     if (loss == "cosine") != (kind == "sts") and loss in ("mnrl", "cached-mnrl", "cosine"):
         fits = "cosine" if kind == "sts" else "mnrl or cached-mnrl"
         raise ConfigError(f"--loss {loss} does not fit {kind} data; use {fits}")
@@ -285,15 +286,31 @@ def _report(report: TrainReport) -> dict[str, Any]:
             "loss": [[step, round(loss, 6)] for step, loss in report.losses]}
 
 
+def _keep_pooler_setting(model: Any, directory: Path) -> None:
+    """Record that the model has no pooler (e5, BERT sentence models), which
+    sentence-transformers does not save: without it transformers would build a randomly
+    initialised pooler on load, never used by the mean pooling, and report it as missing."""
+    hf = getattr(model, "transformers_model", None)
+    config = directory / "sentence_bert_config.json"
+    if hf is None or getattr(hf, "pooler", True) is not None or not config.is_file():
+        return
+    settings = json.loads(config.read_text(encoding="utf-8"))
+    settings.setdefault("model_kwargs", {})["add_pooling_layer"] = False
+    config.write_text(json.dumps(settings, indent=4) + "\n", encoding="utf-8")
+
+
 def _save(result: FinetuneResult, encoder: SentenceTransformerEncoder, dataset: Any,
           held_ids: list[Any], base_index: Any, progress: bool) -> None:
     """Write the model with its prompts aside, measure it from there, then move it in place."""
+    from kosearch.encoding.loading import quiet_loading
     from kosearch.storage.atomic import atomic_directory
 
     model = encoder.model
     model.prompts = {name: text for name, text in result.prompts.items() if text}
     with atomic_directory(result.output, marker=FINETUNE_FILE) as tmp:
-        model.save(str(tmp), create_model_card=False)
+        with quiet_loading():  # no "Writing model shards" bar
+            model.save(str(tmp), create_model_card=False)
+        _keep_pooler_setting(model, tmp)
         if held_ids:
             tuned = _load(str(tmp), encoder.device)
             if isinstance(dataset, RetrievalData):
