@@ -272,16 +272,55 @@ class LexicalIndex:
         return [self._search_terms(terms, k, allowed)
                 for terms in self._analyze_queries(list(queries))]
 
-    def _search_terms(
-        self, terms: list[str], k: int, allowed: NDArray[np.bool_] | None = None
-    ) -> list[tuple[int, float]]:
+    def search_scored(
+        self,
+        queries: Sequence[str],
+        k: int,
+        rows: Sequence[Sequence[int]],
+        *,
+        allowed: NDArray[np.bool_] | None = None,
+    ) -> list[tuple[list[tuple[int, float]], NDArray[np.float64]]]:
+        """:meth:`search`, plus the BM25 score of every row in ``rows[i]`` for query ``i``.
+
+        Each query is analyzed once. A row that matches no query term scores 0; ``allowed``
+        limits the top-k only (the given rows are scored whatever the mask says).
+
+        Raises:
+            ValueError: If ``k < 1``, ``rows`` does not hold one sequence per query, or a row
+                is out of range.
+        """
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if len(rows) != len(queries):
+            raise ValueError(f"got {len(rows)} row lists for {len(queries)} queries")
+        out = []
+        for terms, wanted in zip(self._analyze_queries(list(queries)), rows):
+            picked = np.asarray(wanted, dtype=np.int64)
+            if picked.size and (picked.min() < 0 or picked.max() >= self._num_docs):
+                raise ValueError(f"rows must be in [0, {self._num_docs}), got {wanted}")
+            scores = self._scores(terms)
+            given = np.zeros(picked.size) if scores is None else scores[picked]
+            if scores is not None and allowed is not None:
+                scores[~allowed] = 0.0
+            out.append(([] if scores is None else _top_k(scores, k), given))
+        return out
+
+    def _scores(self, terms: list[str]) -> NDArray[np.float64] | None:
+        """Every row's score for ``terms``; None when no term is in the vocabulary."""
         ids = [self._vocab[t] for t in terms if t in self._vocab]
         if not ids:
-            return []
+            return None
         starts, ends = self._indptr[ids], self._indptr[np.asarray(ids) + 1]
         rows = np.concatenate([self._indices[s:e] for s, e in zip(starts, ends)])
         weights = np.concatenate([self._data[s:e] for s, e in zip(starts, ends)])
-        scores = np.bincount(rows, weights=weights, minlength=self._num_docs)
+        return np.bincount(rows, weights=weights, minlength=self._num_docs)
+
+    def _search_terms(
+        self, terms: list[str], k: int, allowed: NDArray[np.bool_] | None = None
+    ) -> list[tuple[int, float]]:
+        scores = self._scores(terms)
+        if scores is None:
+            return []
         if allowed is not None:
             scores[~allowed] = 0.0  # _top_k keeps positive scores only
         return _top_k(scores, k)
