@@ -115,7 +115,8 @@ def variants() -> dict[str, Callable[[Array, Array], Array]]:
     for how in ("minmax", "zscore", "dbsf"):
         for w in (0.3, 0.5, 0.7, None):
             name = f"{how}, w {'adaptive' if w is None else w}"
-            out[name] = lambda d, lex, f=Fusion(normalize=how, dense_weight=w): fused(d, lex, f)
+            fusion = Fusion(normalize=how, dense_weight=w)
+            out[name] = lambda d, lex, f=fusion: fused(d, lex, f)
     return out
 
 

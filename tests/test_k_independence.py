@@ -72,13 +72,14 @@ def _index(metric: str, index_type: str) -> Index:
     return _BUILT[key]
 
 
-def _cases() -> list[tuple[str, str]]:
-    return [("dense", "-"), ("lexical", "-")] + [("hybrid", name) for name in HYBRID_FUSIONS]
+def _cases() -> list[tuple[str, str, str, str]]:
+    stores = [(metric, kind) for metric in ("cosine", "ip") for kind in TYPES]
+    modes = [("dense", "-")] + [("hybrid", name) for name in HYBRID_FUSIONS]
+    # BM25 ranks the same whatever the vector index: lexical mode once
+    return [("lexical", "-", "cosine", "flat")] + [(*m, *s) for m in modes for s in stores]
 
 
-@pytest.mark.parametrize("index_type", TYPES)
-@pytest.mark.parametrize("metric", ["cosine", "ip"])
-@pytest.mark.parametrize(("mode", "fusion_name"), _cases())
+@pytest.mark.parametrize(("mode", "fusion_name", "metric", "index_type"), _cases())
 def test_top_m_does_not_depend_on_k(mode: str, fusion_name: str, metric: str,
                                     index_type: str) -> None:
     index = _index(metric, index_type)
@@ -92,7 +93,7 @@ def test_top_m_does_not_depend_on_k(mode: str, fusion_name: str, metric: str,
     for rerank in (None, _HashReranker()):
         for flt in (None, {"group": 1}):
             for passages in (False, True):
-                for m in (1, 3):
+                for m in (2,):
                     small, large = (index.search_batch(QUERIES, k, mode=mode, fusion=fusion,
                                                        rerank=rerank, rerank_top=5,
                                                        passages=passages, filter=flt)

@@ -134,8 +134,9 @@ def _print_hits(query: str, hits: list[Any], width: int = 160) -> None:
               help="auto/onnx: encode queries with onnxruntime on a cached ONNX export of the "
                    "model (no torch import); torch: with sentence-transformers.")
 def query_cmd(query: str | None, queries_file: str | None, as_json: bool, fusion: str | None,
-              normalize: str | None, dense_weight: float | None, index_dir: str, filter_spec: Any, k: int, mode: str | None,
-              passages: bool, rerank: str | None, rerank_top: int, **load: Any) -> None:
+              normalize: str | None, dense_weight: float | None, index_dir: str,
+              filter_spec: Any, k: int, mode: str | None, passages: bool, rerank: str | None,
+              rerank_top: int, **load: Any) -> None:
     """Search the index for QUERY (or for every query in --queries FILE)."""
     from kosearch.operations import search_directory
     from kosearch.settings import SearchOptions
