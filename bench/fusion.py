@@ -128,16 +128,23 @@ def main() -> None:
     parser.add_argument("--beir", action="append", default=[], help="NAME=BEIR_DIR")
     parser.add_argument("--model", help="the index's model (for --index)")
     parser.add_argument("--queries", type=int, default=300, help="queries in the k check")
+    parser.add_argument("--weaken", action="append", default=[], metavar="NAME=SIGMA",
+                        help="also score set NAME with seeded Gaussian noise (std SIGMA times "
+                             "the std of each query's best dense scores) added to its dense "
+                             "scores: a stand-in for a collection the model reads badly")
     args = parser.parse_args()
     sets = dict(s.split("=", 1) for s in args.sets)
+    weaken = {name: float(sigma) for name, sigma in (w.split("=", 1) for w in args.weaken)}
     table: dict[str, dict[str, tuple[Array, Array]]] = collections.defaultdict(dict)
-    for name, path in sets.items():
+    for name, path in [*sets.items(), *((f"{n}+noise", sets[n]) for n in weaken)]:
         data = load(path)
+        if name.endswith("+noise"):
+            data["dense"] = noisy(data["dense"], weaken[name.removesuffix("+noise")])  # type: ignore[arg-type]
         for label, fuse in variants().items():
             scores = fuse(data["dense"], data["lexical"])  # type: ignore[arg-type]
             docs = to_docs(scores, data["doc_idx"], data["ndocs"])  # type: ignore[arg-type]
             table[label][name] = per_query(docs, data["rel"])  # type: ignore[arg-type]
-    print_table(table, list(sets))
+    print_table(table, [*sets, *(f"{n}+noise" for n in weaken)])
     for name, path in sets.items():
         data = load(path)
         old10, old100 = (to_docs(old_default(data["dense"], data["lexical"], depth),  # type: ignore[arg-type]
@@ -150,6 +157,12 @@ def main() -> None:
     for spec in args.index:
         name, directory = spec.split("=", 1)
         k_check(name, directory, beirs[name], args.model, args.queries)
+
+
+def noisy(dense: Array, sigma: float, seed: int = 0) -> Array:
+    """``dense`` plus Gaussian noise scaled per query by the spread of its best scores."""
+    scale = np.sort(dense, axis=1)[:, -N:].std(axis=1, keepdims=True)
+    return dense + sigma * scale * np.random.default_rng(seed).standard_normal(dense.shape)
 
 
 def _top(doc_scores: Array, k: int = 10) -> list[int]:

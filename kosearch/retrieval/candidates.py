@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 
 from kosearch.retrieval.fusion import Spread, combine
 from kosearch.settings import Fusion
+from kosearch.storage.faiss_index import ivf_part
 from kosearch.types import Metric
 
 if TYPE_CHECKING:
@@ -91,14 +92,37 @@ def exact_dense_scores(store: VectorStore, query: NDArray[np.float32],
                        rows: Sequence[int]) -> NDArray[np.float64]:
     """The similarity of one prepared query vector with the stored vectors of ``rows``, as
     :meth:`~kosearch.storage.vectors.VectorStore.search` scores it (l2: negative squared
-    distance), computed the same way whatever else is searched."""
+    distance), computed the same way whatever else is searched.
+
+    IVF types are scored by FAISS over every list with the rows as an ID selector (no
+    ``reconstruct``, which would need a direct map and copy a memory-mapped index into RAM);
+    the others from their stored vectors.
+    """
     if len(rows) == 0:
         return np.zeros(0)
+    ivf = ivf_part(store.faiss_index)
+    if ivf is not None:
+        return _ivf_scores(store, ivf, query, rows)
     stored = store.reconstruct(list(rows)).astype(np.float64)
     q = query.astype(np.float64)
     if store.metric is Metric.L2:
         return -np.square(stored - q).sum(axis=1)
     return stored @ q
+
+
+def _ivf_scores(store: VectorStore, ivf: Any, query: NDArray[np.float32],
+                rows: Sequence[int]) -> NDArray[np.float64]:
+    import faiss
+
+    wanted = np.asarray(rows, dtype=np.int64)
+    selector = faiss.IDSelectorBatch(wanted)
+    params = faiss.SearchParametersIVF(sel=selector, nprobe=int(ivf.nlist))
+    distances, labels = store.faiss_index.search(query[None, :], len(wanted), params=params)
+    found = dict(zip(labels[0].tolist(), distances[0].astype(np.float64).tolist()))
+    scores = np.array([found.get(int(r), np.nan) for r in wanted])
+    if np.isnan(scores).any():
+        raise RuntimeError("the vector index lost rows it was asked to score")
+    return -scores if store.metric is Metric.L2 else scores
 
 
 def hybrid_candidates(
