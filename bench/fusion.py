@@ -144,6 +144,13 @@ def main() -> None:
             scores = fuse(data["dense"], data["lexical"])  # type: ignore[arg-type]
             docs = to_docs(scores, data["doc_idx"], data["ndocs"])  # type: ignore[arg-type]
             table[label][name] = per_query(docs, data["rel"])  # type: ignore[arg-type]
+        # fusion at the document level: each retriever's best passage per document, then fused
+        dense_docs, lexical_docs = (to_docs(data[r], data["doc_idx"], data["ndocs"])  # type: ignore[arg-type]
+                                    for r in ("dense", "lexical"))
+        for how in ("zscore", "dbsf"):
+            label = f"{how}, w 0.5, fused per document (not per passage)"
+            table[label][name] = per_query(fused(dense_docs, lexical_docs, Fusion(normalize=how)),
+                                           data["rel"])  # type: ignore[arg-type]
     print_table(table, [*sets, *(f"{n}+noise" for n in weaken)])
     for name, path in sets.items():
         data = load(path)

@@ -3,7 +3,7 @@
 Retrieval runs once with the real model; ``bench/fusion.py`` then fuses the saved scores offline
 in every variant, at no model cost:
 
-    python bench/fusion_scores.py BEIR_DIR INDEX_DIR OUT.npz --model MODEL
+    python bench/fusion_scores.py BEIR_DIR INDEX_DIR OUT.npz --model MODEL [--sample N]
 
 INDEX_DIR is a kosearch index of BEIR_DIR/corpus.jsonl (``kosearch index ... --model MODEL``).
 OUT.npz holds ``dense`` and ``lexical`` (queries x passages, float32), ``doc_of_row``, ``qids``
@@ -13,6 +13,7 @@ and the qrels as parallel ``qrel_q``/``qrel_d`` arrays.
 from __future__ import annotations
 
 import argparse
+import random
 
 import numpy as np
 
@@ -27,9 +28,12 @@ def main() -> None:
     parser.add_argument("index")
     parser.add_argument("out")
     parser.add_argument("--model", required=True)
+    parser.add_argument("--sample", type=int, help="score only this many queries (seeded)")
     args = parser.parse_args()
     data = load_beir(args.beir)
     qids = sorted(data.qrels)
+    if args.sample is not None and args.sample < len(qids):
+        qids = sorted(random.Random(0).sample(qids, args.sample))
     index = Index.load(args.index, model=args.model, query_backend="torch")
     store, lexical, passages = index.store, index.lexical, index.passages
     rows = list(range(store.ntotal))

@@ -130,7 +130,7 @@ class Fusion:
     method: str = "convex"
     dense_weight: float | None = 0.5
     rrf_k: int = RRF_K
-    normalize: str = "minmax"
+    normalize: str = "zscore"
     depth: int = FUSION_DEPTH
 
     def __post_init__(self) -> None:
