@@ -270,8 +270,8 @@ class Index:
             rerank: a cross-encoder (model id, local path, or a ``Reranker``) that re-scores
                 the ``rerank_top`` best passages; the hit score is then its score.
             rerank_top: how many fused passages the cross-encoder re-scores.
-            fusion: how hybrid mode merges the two lists (default: equal-weight convex
-                combination of min-max-normalized scores).
+            fusion: how hybrid mode merges the two lists (default: equal-weight sum of
+                z-score-normalized scores; see :class:`~kosearch.settings.Fusion`).
             filter: search only documents whose metadata match, e.g. ``{"year": {"$gte":
                 2020}}`` (:mod:`kosearch.retrieval.filters`); ``k`` hits come back whenever
                 ``k`` documents match.

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from kosearch.errors import ConfigError
-from kosearch.types import FUSION_METHODS, Metric, parse_metric
+from kosearch.types import FUSION_METHODS, SCORE_NORMALIZATIONS, Metric, parse_metric
 
 RRF_K = 60
 RERANK_TOP = 30  # passages re-scored by a cross-encoder
+FUSION_DEPTH = 100  # best scores per retriever that fusion's statistics read (README, "Quality")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,28 +106,45 @@ class IndexSettings:
 class Fusion:
     """How hybrid search merges the dense and lexical lists of one query.
 
-    The default is a convex combination of min-max-normalized scores with equal weights:
-    on KorQuAD dev (me5-small) it beats both retrievers alone (nDCG@10 0.959 vs dense 0.885
-    and BM25 0.947) while RRF (k=60) does not (0.934), because ranks throw away how much
-    better the top dense hit is. Equal weights are the untuned choice; see the README.
+    Every candidate passage found by either retriever is scored exactly by both (its stored
+    vector's similarity, its BM25 score), each score is normalized by statistics of that
+    retriever's best ``depth`` scores for the query, and the two are summed with weights. A
+    passage's fused score so depends only on the query and the passage, never on ``k``; the
+    search goes deeper until its hits are certainly the best (see
+    :mod:`kosearch.retrieval.candidates`). The default and its measurements are in the README
+    ("Hybrid search", "Quality").
 
     Attributes:
-        method: ``convex`` (normalized score interpolation) or ``rrf`` (reciprocal ranks).
-        dense_weight: the dense list's weight in [0, 1]; the lexical list gets the rest.
+        method: ``convex`` (weighted sum of normalized scores) or ``rrf`` (reciprocal ranks,
+            within each list's best ``depth``).
+        dense_weight: the dense list's weight in [0, 1] (the lexical list gets the rest), or
+            None to adapt it per query: each retriever weighs by how far its best score stands
+            above its other best scores (:attr:`kosearch.retrieval.fusion.Spread.confidence`).
         rrf_k: the RRF constant (Cormack et al. 2009).
+        normalize: ``minmax`` (best score 1, the ``depth``-th 0), ``zscore`` or ``dbsf``
+            (mean +- 3 standard deviations to [0, 1]); see :mod:`kosearch.retrieval.fusion`.
+        depth: how many of each retriever's best scores the statistics read (and the fewest
+            candidates each retriever contributes).
     """
 
     method: str = "convex"
-    dense_weight: float = 0.5
+    dense_weight: float | None = 0.5
     rrf_k: int = RRF_K
+    normalize: str = "zscore"
+    depth: int = FUSION_DEPTH
 
     def __post_init__(self) -> None:
         if self.method not in FUSION_METHODS:
             raise ConfigError(f"unknown fusion method {self.method!r}; choose convex or rrf")
-        if not 0.0 <= self.dense_weight <= 1.0:
+        if self.dense_weight is not None and not 0.0 <= self.dense_weight <= 1.0:
             raise ConfigError(f"dense weight must be between 0 and 1, got {self.dense_weight}")
         if self.rrf_k < 1:
             raise ConfigError(f"the RRF constant must be at least 1, got {self.rrf_k}")
+        if self.normalize not in SCORE_NORMALIZATIONS:
+            raise ConfigError(f"unknown score normalization {self.normalize!r}; choose one of: "
+                              f"{', '.join(SCORE_NORMALIZATIONS)}")
+        if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 1:
+            raise ConfigError(f"the fusion depth must be a positive integer, got {self.depth!r}")
 
 
 

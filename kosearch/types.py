@@ -175,6 +175,8 @@ class UpdateReport:
 METRICS: tuple[str, ...] = tuple(m.value for m in Metric)
 MODES: tuple[str, ...] = tuple(m.value for m in Mode)
 FUSION_METHODS: tuple[str, ...] = ("convex", "rrf")
+SCORE_NORMALIZATIONS: tuple[str, ...] = ("minmax", "zscore", "dbsf")
+"""How hybrid fusion normalizes each retriever's scores (:class:`kosearch.settings.Fusion`)."""
 INDEX_TYPES: tuple[str, ...] = ("auto", "flat", "hnsw", "ivf-flat", "ivf-pq", "ivf-sq8")
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16", "int8")
 HIT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Hit))

@@ -1,14 +1,16 @@
-"""Reciprocal-rank and convex fusion, checked against hand-computed values."""
+"""Reciprocal-rank and convex fusion, and normalization by fixed statistics, checked against
+hand-computed values."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kosearch.retrieval.fusion import convex, rrf
+from kosearch.retrieval.fusion import Spread, combine, convex, rrf
 
 
 def _approx(result: list[tuple[object, float]]) -> list[tuple[object, object]]:
@@ -166,3 +168,63 @@ def test_fusion_properties(lists: list[list[tuple[int, float]]]) -> None:
         assert {key for key, _ in result} == keys
         scores = [score for _, score in result]
         assert scores == sorted(scores, reverse=True)
+
+
+# --- Spread and combine: fusion with fixed per-query statistics -----------------------------
+
+
+def test_spread_reads_the_best_depth_scores_only() -> None:
+    spread = Spread.of([9.0, 7.0, 5.0, 1.0, -100.0], depth=3)
+    assert (spread.top, spread.floor) == (9.0, 5.0)
+    assert spread.mean == pytest.approx(7.0)
+    assert spread.std == pytest.approx(math.sqrt(8 / 3))
+
+
+def test_spread_pads_a_short_list_with_the_score_of_unlisted_rows() -> None:
+    # BM25 lists only matching rows: with 2 matches in a collection of 10, the 3rd best is 0
+    spread = Spread.of([4.0, 2.0], depth=3, size=10)
+    assert (spread.top, spread.floor, spread.mean) == (4.0, 0.0, 2.0)
+    assert Spread.of([4.0, 2.0], depth=3, size=2).floor == 2.0  # no other rows to pad with
+    assert Spread.of([], depth=3, size=0) == Spread(0.0, 0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize(("how", "expected"), [
+    ("minmax", [1.0, 0.5, 0.0, -0.5]),
+    ("zscore", [1.5, 0.0, -1.5, -3.0]),
+    ("dbsf", [0.75, 0.5, 0.25, 0.0]),
+])
+def test_normalizations_hand_computed(how: str, expected: list[float]) -> None:
+    spread = Spread(top=3.0, floor=1.0, mean=2.0, std=2 / 3)
+    result = spread.normalize(np.array([3.0, 2.0, 1.0, 0.0]), how)  # type: ignore[arg-type]
+    assert result.tolist() == pytest.approx(expected)
+
+
+def test_dbsf_clips_to_the_unit_interval() -> None:
+    spread = Spread(top=3.0, floor=1.0, mean=2.0, std=0.1)
+    assert spread.normalize(np.array([9.0, -9.0]), "dbsf").tolist() == [1.0, 0.0]
+
+
+@pytest.mark.parametrize("how", ["minmax", "zscore", "dbsf"])
+def test_a_flat_spread_is_a_step_at_the_top(how: str) -> None:
+    spread = Spread.of([2.0, 2.0, 2.0], depth=3)
+    assert spread.normalize(np.array([2.0, 1.0]), how).tolist() == [1.0, 0.0]  # type: ignore[arg-type]
+    assert spread.confidence == 0.0
+
+
+def test_combine_weights_and_adapts_to_the_more_confident_retriever() -> None:
+    dense, lexical = Spread.of([1.0, 0.0, 0.0, 0.0], 4), Spread.of([5.0, 5.0, 5.0, 5.0], 4)
+    d, lex = np.array([1.0, 0.0]), np.array([5.0, 5.0])
+    fixed = combine(d, lex, (dense, lexical), "minmax", 0.25)
+    assert fixed.tolist() == pytest.approx([0.25 + 0.75, 0.75])
+    # the flat lexical list stands for nothing: the adaptive weight goes all to dense
+    assert dense.confidence == pytest.approx(math.sqrt(3))
+    assert combine(d, lex, (dense, lexical), "minmax", None).tolist() == pytest.approx([1.0, 0.0])
+
+
+@given(st.lists(st.floats(-50, 50), min_size=2, max_size=30), st.integers(1, 40))
+def test_normalization_never_reverses_an_order(scores: list[float], depth: int) -> None:
+    spread = Spread.of(sorted(scores, reverse=True), depth)
+    values = np.array(sorted(scores))
+    for how in ("minmax", "zscore", "dbsf"):
+        normalized = spread.normalize(values, how)  # type: ignore[arg-type]
+        assert np.all(np.diff(normalized) >= 0)

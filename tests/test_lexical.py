@@ -361,3 +361,18 @@ def test_corrupt_terms_file_is_a_format_error(tmp_path: Path, index: LexicalInde
     np.save(tmp_path / "terms_indptr.npy", np.array([0, 1], np.int64), allow_pickle=False)
     with pytest.raises(IndexFormatError, match="terms"):
         LexicalIndex.load(tmp_path)
+
+
+def test_search_scored_scores_the_given_rows_as_search_does() -> None:
+    docs = ["사과 배", "사과 사과 포도", "포도", "감 귤", "사과"]
+    idx = LexicalIndex.build(docs, analyzer=WhitespaceAnalyzer())
+    full = dict(idx.search(["사과 포도"], k=5)[0])
+    mask = np.array([False, True, True, True, True])
+    (ranked, given), = idx.search_scored(["사과 포도"], 2, [[4, 3, 0]], allowed=mask)
+    assert ranked == idx.search(["사과 포도"], 2, allowed=mask)[0]
+    # the given rows are scored whatever the mask allows; a row matching no term scores 0
+    assert given.tolist() == [full[4], 0.0, full[0]]
+    (none, zeros), = idx.search_scored(["없는말"], 3, [[1, 2]])
+    assert none == [] and zeros.tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match="rows"):
+        idx.search_scored(["사과"], 1, [[5]])

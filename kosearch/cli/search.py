@@ -12,7 +12,14 @@ import click
 from kosearch.cli.app import cli
 from kosearch.cli.options import device_option, index_option, json_option, model_option
 from kosearch.errors import ConfigError
-from kosearch.types import FUSION_METHODS, MAX_QUERY_CHARS, MODES, QUERY_BACKENDS
+from kosearch.settings import Fusion
+from kosearch.types import (
+    FUSION_METHODS,
+    MAX_QUERY_CHARS,
+    MODES,
+    QUERY_BACKENDS,
+    SCORE_NORMALIZATIONS,
+)
 
 _TOO_LONG = (f"is {{n}} characters long; queries are limited to {MAX_QUERY_CHARS} characters "
              "(the model reads only the first few hundred tokens)")
@@ -108,10 +115,15 @@ def _print_hits(query: str, hits: list[Any], width: int = 160) -> None:
                    "e.g. dragonkue/bge-reranker-v2-m3-ko.")
 @click.option("--rerank-top", type=int, default=30, show_default=True,
               help="How many fused passages the cross-encoder re-scores.")
-@click.option("--fusion", type=click.Choice(FUSION_METHODS), default="convex",
-              show_default=True, help="How hybrid mode merges dense and BM25 results.")
-@click.option("--dense-weight", type=float, default=0.5, show_default=True,
-              help="Weight of the dense list in hybrid fusion (BM25 gets 1 - this).")
+@click.option("--fusion", type=click.Choice(FUSION_METHODS), default=None,
+              help="How hybrid mode merges dense and BM25 results (default: convex).")
+@click.option("--normalize", type=click.Choice(SCORE_NORMALIZATIONS), default=None,
+              help="How convex fusion normalizes each retriever's scores (default: "
+                   f"{Fusion().normalize}).")
+@click.option("--dense-weight", type=click.FloatRange(0, 1), default=None,
+              help="Weight of the dense list in hybrid fusion (BM25 gets 1 - this); default: "
+                   + ("adapted per query." if Fusion().dense_weight is None
+                      else f"{Fusion().dense_weight}."))
 @click.option("--nprobe", type=click.IntRange(min=1), default=None,
               help="IVF indexes: lists scanned per query (more = better recall, slower; "
                    "default: the index's, see `kosearch info`).")
@@ -121,12 +133,13 @@ def _print_hits(query: str, hits: list[Any], width: int = 160) -> None:
               show_default=True,
               help="auto/onnx: encode queries with onnxruntime on a cached ONNX export of the "
                    "model (no torch import); torch: with sentence-transformers.")
-def query_cmd(query: str | None, queries_file: str | None, as_json: bool, fusion: str,
-              dense_weight: float, index_dir: str, filter_spec: Any, k: int, mode: str | None,
-              passages: bool, rerank: str | None, rerank_top: int, **load: Any) -> None:
+def query_cmd(query: str | None, queries_file: str | None, as_json: bool, fusion: str | None,
+              normalize: str | None, dense_weight: float | None, index_dir: str,
+              filter_spec: Any, k: int, mode: str | None, passages: bool, rerank: str | None,
+              rerank_top: int, **load: Any) -> None:
     """Search the index for QUERY (or for every query in --queries FILE)."""
     from kosearch.operations import search_directory
-    from kosearch.settings import Fusion, SearchOptions
+    from kosearch.settings import SearchOptions
 
     if (query is None) == (queries_file is None):
         raise click.UsageError("give either a QUERY argument or --queries FILE")
@@ -134,7 +147,7 @@ def query_cmd(query: str | None, queries_file: str | None, as_json: bool, fusion
              else list(_read_queries(queries_file or "-")))
     filters = [filter_spec if spec is ... else spec for _, _, spec in items]
     options = SearchOptions(mode=mode, passages=passages, rerank=rerank, rerank_top=rerank_top,
-                            fusion=Fusion(method=fusion, dense_weight=dense_weight))
+                            fusion=_fusion(fusion, normalize, dense_weight))
     results = search_directory(index_dir, [text for _, text, _ in items], k, options,
                                filter=filters if any(f is not None for f in filters) else None,
                                **load)
@@ -150,3 +163,9 @@ def query_cmd(query: str | None, queries_file: str | None, as_json: bool, fusion
             click.echo(json.dumps(record, ensure_ascii=False))
         else:
             _print_hits(text, hits)
+
+
+def _fusion(method: str | None, normalize: str | None, dense_weight: float | None) -> Fusion:
+    """The default :class:`Fusion` with the options given on the command line."""
+    given = {"method": method, "normalize": normalize, "dense_weight": dense_weight}
+    return Fusion(**{name: value for name, value in given.items() if value is not None})

@@ -97,6 +97,16 @@ def _accumulate(
     return hit, scores[hit]
 
 
+def _scores_of(
+    hit: NDArray[np.int64], scores: NDArray[np.float64], rows: NDArray[np.int64]
+) -> NDArray[np.float64]:
+    """The scores of ``rows`` given the matching rows ``hit`` (ascending); 0 where unmatched."""
+    if not hit.size:
+        return np.zeros(rows.size)
+    at = np.minimum(np.searchsorted(hit, rows), hit.size - 1)
+    return np.where(hit[at] == rows, scores[at], 0.0)
+
+
 def _analyze(
     texts: Iterable[str],
     analyzer: Analyzer,
@@ -309,17 +319,64 @@ class LexicalIndex:
         return [self._search_terms(terms, k, allowed)
                 for terms in self._analyze_queries(list(queries))]
 
-    def _search_terms(
-        self, terms: list[str], k: int, allowed: NDArray[np.bool_] | None = None
-    ) -> list[tuple[int, float]]:
+    def search_scored(
+        self,
+        queries: Sequence[str],
+        k: int,
+        rows: Sequence[Sequence[int]],
+        *,
+        allowed: NDArray[np.bool_] | None = None,
+    ) -> list[tuple[list[tuple[int, float]], NDArray[np.float64]]]:
+        """:meth:`search`, plus the BM25 score of every row in ``rows[i]`` for query ``i``.
+
+        Each query is analyzed once. A row that matches no query term scores 0; ``allowed``
+        limits the top-k only (the given rows are scored whatever the mask says).
+
+        Raises:
+            ValueError: If ``k < 1``, ``rows`` does not hold one sequence per query, or a row
+                is out of range.
+        """
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if len(rows) != len(queries):
+            raise ValueError(f"got {len(rows)} row lists for {len(queries)} queries")
+        out = []
+        for terms, wanted in zip(self._analyze_queries(list(queries)), rows):
+            picked = np.asarray(wanted, dtype=np.int64)
+            if picked.size and (picked.min() < 0 or picked.max() >= self._num_docs):
+                raise ValueError(f"rows must be in [0, {self._num_docs}), got {wanted}")
+            found = self._scores(terms)
+            if found is None:
+                out.append(([], np.zeros(picked.size)))
+                continue
+            hit, scores = found
+            given = _scores_of(hit, scores, picked)
+            if allowed is not None:
+                scores[~allowed[hit]] = 0.0  # _top_k keeps positive scores only
+            out.append((_top_k(hit, scores, k), given))
+        return out
+
+    def _scores(
+        self, terms: list[str]
+    ) -> tuple[NDArray[np.int64], NDArray[np.float64]] | None:
+        """The rows matching ``terms`` (ascending) and their scores; None when no term is in
+        the vocabulary."""
         ids = [self._vocab[t] for t in terms if t in self._vocab]
         if not ids:
-            return []
+            return None
         starts, ends = self._indptr[ids], self._indptr[np.asarray(ids) + 1]
         rows = np.concatenate([self._indices[s:e] for s, e in zip(starts, ends)])
         weights = np.concatenate([self._data[s:e] for s, e in zip(starts, ends)])
         release_pages(self._data, self._indices)  # rows and weights are copies
-        hit, scores = _accumulate(rows, weights, self._num_docs)
+        return _accumulate(rows, weights, self._num_docs)
+
+    def _search_terms(
+        self, terms: list[str], k: int, allowed: NDArray[np.bool_] | None = None
+    ) -> list[tuple[int, float]]:
+        found = self._scores(terms)
+        if found is None:
+            return []
+        hit, scores = found
         if allowed is not None:
             scores[~allowed[hit]] = 0.0  # _top_k keeps positive scores only
         return _top_k(hit, scores, k)

@@ -10,7 +10,11 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Hashable, Sequence
-from typing import Literal, TypeVar
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
 
 K = TypeVar("K", bound=Hashable)
 
@@ -143,3 +147,100 @@ def convex(
         for key in order:
             contributions[key].append(weight * values.get(key, missing))
     return _rank_best_first(contributions)
+
+
+# --- fusion of exact scores with fixed per-query statistics ----------------------------------
+#
+# ``convex`` above normalizes each list by its own minimum and maximum, so a passage's fused
+# score depends on how deep the lists were cut, and that depth grew with ``k``. Search fuses
+# instead with :class:`Spread`: statistics of each retriever's best ``depth`` scores for the
+# query (a fixed number, not ``k``), applied to exact scores of every candidate from both
+# retrievers. A passage's fused score then depends only on the query and the passage.
+
+ScoreNormalization = Literal["minmax", "zscore", "dbsf"]  # kosearch.types.SCORE_NORMALIZATIONS
+
+
+@dataclass(frozen=True, slots=True)
+class Spread:
+    """Statistics of one retriever's best scores for one query: what normalization reads.
+
+    Attributes:
+        top: the best score.
+        floor: the lowest of the best ``depth`` scores.
+        mean: their mean.
+        std: their (population) standard deviation.
+    """
+
+    top: float
+    floor: float
+    mean: float
+    std: float
+
+    @classmethod
+    def of(cls, best: Sequence[float], depth: int, *, size: int | None = None,
+           fill: float = 0.0) -> Spread:
+        """From scores best first: the first ``depth``, padded with ``fill`` up to
+        ``min(depth, size)`` (a retriever that leaves non-matching rows out, as BM25 does,
+        passes its collection size: those rows score ``fill``).
+
+        Raises:
+            ValueError: If ``depth < 1`` or a score is not finite.
+        """
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        values = np.asarray(best[:depth], dtype=np.float64)
+        if size is not None and len(values) < min(depth, size):
+            values = np.concatenate([values, np.full(min(depth, size) - len(values), fill)])
+        if not np.isfinite(values).all():
+            raise ValueError("scores must be finite")
+        if len(values) == 0:
+            return cls(fill, fill, fill, 0.0)
+        return cls(float(values.max()), float(values.min()), float(values.mean()),
+                   float(values.std()))
+
+    def normalize(
+        self, scores: NDArray[np.floating[Any]], how: ScoreNormalization
+    ) -> NDArray[np.float64]:
+        """``scores`` mapped by a non-decreasing function fixed by this spread.
+
+        ``minmax``: ``(s - floor) / (top - floor)``, 1 at the top and 0 at the ``depth``-th score
+        (lower scores go below 0). ``zscore``: ``(s - mean) / std``. ``dbsf``
+        (distribution-based score fusion): ``(s - (mean - 3 std)) / (6 std)`` clipped to
+        [0, 1]. Where the spread is flat (all best scores equal), a score reaching the top maps
+        to 1 and any lower score to 0.
+        """
+        s = np.asarray(scores, dtype=np.float64)
+        width = {"minmax": self.top - self.floor, "zscore": self.std, "dbsf": 6 * self.std}[how]
+        if not width > 0:
+            return (s >= self.top).astype(np.float64)
+        if how == "minmax":
+            return (s - self.floor) / width
+        if how == "zscore":
+            return (s - self.mean) / width
+        return np.clip((s - (self.mean - 3 * self.std)) / width, 0.0, 1.0)
+
+    @property
+    def confidence(self) -> float:
+        """How far the best score stands out: ``(top - mean) / std`` (0 when flat)."""
+        return (self.top - self.mean) / self.std if self.std > 0 else 0.0
+
+
+def combine(
+    dense: NDArray[np.floating[Any]],
+    lexical: NDArray[np.floating[Any]],
+    spreads: tuple[Spread, Spread],
+    how: ScoreNormalization,
+    dense_weight: float | None,
+) -> NDArray[np.float64]:
+    """``w * norm_dense(dense) + (1 - w) * norm_lexical(lexical)``, elementwise.
+
+    ``dense_weight=None`` adapts the weight to the query: each retriever weighs by the
+    :attr:`Spread.confidence` of its best score, ``w = c_dense / (c_dense + c_lexical)`` (0.5 when
+    both are 0). The result is non-decreasing in both scores.
+    """
+    if dense_weight is None:
+        c_dense, c_lexical = spreads[0].confidence, spreads[1].confidence
+        total = c_dense + c_lexical
+        dense_weight = c_dense / total if total > 0 else 0.5
+    return (dense_weight * spreads[0].normalize(dense, how)
+            + (1.0 - dense_weight) * spreads[1].normalize(lexical, how))

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HYBRID_DEPTH = 100  # candidates per retriever before fusion
 SUBSET_CACHE = 16  # filters whose allowed rows a Searcher keeps (about 1.1 bytes a row each)
 
 
@@ -175,24 +174,32 @@ class Searcher:
         fusion: Fusion,
         subset: Subset | None,
     ) -> list[list[Candidate]]:
+        """Each query's best ``k`` passages (or documents), the same first ones at every ``k``.
+
+        Every retriever searches at least ``fusion.depth`` deep, whatever ``k``; the search goes
+        deeper (x4) until the hits are certain: no passage left unseen could rank among them.
+        A reranker re-scores the certain best ``rerank_top`` passages; hits past them keep
+        their fused order below the reranked ones.
+        """
         total = self.store.ntotal if subset is None else subset.count
-        depth = min(total, k if passages else max(4 * k, 20))
-        if mode == Mode.HYBRID:
-            depth = min(total, max(depth, HYBRID_DEPTH))
-        if reranker is not None:
-            depth = min(total, max(depth, rerank_top))
+        need = k if passages else 4 * k
+        depth = min(total, max(fusion.depth, need, rerank_top if reranker is not None else 0))
         while True:
-            lists = self._candidates(queries, vectors, mode, depth, fusion, subset)
+            ranked = self._candidates(queries, vectors, mode, depth, fusion, subset)
+            lists = [r.candidates[: r.certain] for r in ranked]
             if reranker is not None:
-                pool = max(rerank_top, k)
-                lists = [self._rerank(reranker, q, c[:pool]) for q, c in zip(queries, lists)]
+                pool = min(rerank_top, total)
+                if depth < total and any(len(c) < pool for c in lists):
+                    depth = min(total, depth * 4)
+                    continue
+                lists = [_floor_tail(self._rerank(reranker, q, c[:pool]) + c[pool:], pool)
+                         for q, c in zip(queries, lists)]
             if passages:
-                return [c[:k] for c in lists]
-            grouped = [retrieval.best_per_document(c, self.doc_ids.__getitem__, k) for c in lists]
-            short = any(len(g) < k for g in grouped)
-            # a reranked pool is final: deeper candidates were never re-scored
-            if not short or depth >= total or reranker is not None:
-                return grouped
+                out = [c[:k] for c in lists]
+            else:
+                out = [retrieval.best_per_document(c, self.doc_ids.__getitem__, k) for c in lists]
+            if depth >= total or all(len(c) == k for c in out):
+                return out
             depth = min(total, depth * 4)
 
     def _rerank(self, reranker: Reranker, query: str, pool: list[Candidate]) -> list[Candidate]:
@@ -210,19 +217,15 @@ class Searcher:
     def _candidates(
         self, queries: list[str], vectors: Any, mode: Mode, depth: int, fusion: Fusion,
         subset: Subset | None = None,
-    ) -> list[list[Candidate]]:
-        dense = lexical = None
-        if mode != Mode.LEXICAL:
-            dense = retrieval.dense_candidates(self.store, vectors, depth, subset)
-        if mode != Mode.DENSE:
-            if self.lexical is None:  # resolve_mode refuses this mode first
-                raise ConfigError("this index has no lexical (BM25) part")
-            lexical = retrieval.lexical_candidates(self.lexical, queries, depth, subset)
-        if dense is None:
-            return lexical or []
-        if lexical is None:
-            return dense
-        return [retrieval.fuse(d, lex, fusion) for d, lex in zip(dense, lexical)]
+    ) -> list[retrieval.Ranked]:
+        if mode == Mode.DENSE:
+            return retrieval.dense_candidates(self.store, vectors, depth, subset)
+        if self.lexical is None:  # resolve_mode refuses this mode first
+            raise ConfigError("this index has no lexical (BM25) part")
+        if mode == Mode.LEXICAL:
+            return retrieval.lexical_candidates(self.lexical, queries, depth, subset)
+        return retrieval.hybrid_candidates(self.store, self.lexical, queries, vectors, depth,
+                                           fusion, subset)
 
     def _hits(self, candidates: list[Candidate]) -> list[Hit]:
         records = self.passages.rows([c.row for c in candidates])
@@ -234,3 +237,13 @@ class Searcher:
             )
             for rank, (cand, rec) in enumerate(zip(candidates, records), 1)
         ]
+
+
+def _floor_tail(ranked: list[Candidate], pool: int) -> list[Candidate]:
+    """Hits past the reranked ``pool`` score the pool's lowest rerank score (scores never rise
+    down the list); their fused score stays in their detail as ``fused_score``."""
+    if len(ranked) <= pool or pool == 0:
+        return ranked
+    floor = min(c.score for c in ranked[:pool])
+    return ranked[:pool] + [Candidate(c.row, floor, {**c.detail, "fused_score": c.score})
+                            for c in ranked[pool:]]
