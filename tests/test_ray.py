@@ -93,37 +93,11 @@ def assert_same_index(got: Index, want: Index) -> None:
     g, w = got.manifest, want.manifest
     assert (g.counts, g.chunking, g.lexical, g.model, g.faiss["factory"], g.metadata) == (
         w.counts, w.chunking, w.lexical, w.model, w.faiss["factory"], w.metadata)
-    assert g.corpus["sha256"] == w.corpus["sha256"]
-
-
-def test_a_ray_build_equals_a_local_build_and_loads(
-    ray_session: Any, corpus: list[Path], local_index: Index, tiny_xlmr_dir: Path,
-    tmp_path: Path,
-) -> None:
-    built = ray_build(corpus, tmp_path / "idx", tiny_xlmr_dir)
-    assert len(local_index) > 24  # some documents span several passages
-    assert_same_index(Index.load(tmp_path / "idx"), local_index)
-    assert built.last_report is not None and built.last_report.encoded == len(local_index)
-    assert not checkpoint_path(tmp_path / "idx").exists()
-
-
-def test_an_update_on_ray_encodes_only_new_and_changed_documents(
-    ray_session: Any, corpus: list[Path], tiny_xlmr_dir: Path, tmp_path: Path,
-) -> None:
-    index = ray_build(corpus, tmp_path / "idx", tiny_xlmr_dir)
-    changed = [record(i, " 개정판" if i == 3 else "") for i in range(14)] + [record(30)]
-    newer = [write_jsonl(tmp_path / "a.jsonl", changed), corpus[1]]
-    report = index.upsert(newer, engine="ray", workers=2)
-    assert (report.added, report.updated, report.unchanged) == (1, 1, 22)
-    assert report.encoded == 2  # d3 and d30 fit one passage each
-    want = Index.build(newer, tmp_path / "want", model=str(tiny_xlmr_dir))
-    got = Index.load(tmp_path / "idx")
-    assert sorted(got.passages.doc_ids()) == sorted(want.passages.doc_ids())
-    assert got.search("개정판", k=1, mode="lexical")[0].id == "d3"
-    assert np.allclose(got.encode_queries(["개정판"]), want.encode_queries(["개정판"]))
+    assert g.corpus == w.corpus
 
 
 def _actor_pids() -> list[int]:
+    """Processes of this machine running an encoding actor (Ray titles them after the class)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -153,10 +127,20 @@ class _Bar:
         self.hook(self.calls)
 
 
-def test_an_actor_killed_mid_run_is_restarted_and_the_index_is_complete(
-    ray_session: Any, corpus: list[Path], local_index: Index, tiny_xlmr_dir: Path,
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def _small_calls(init: Any) -> Any:
+    """RayOptions with two documents per actor call, so that a run has many calls."""
+
+    def patched(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **{**kwargs, "docs_per_call": 2})
+
+    return patched
+
+
+@pytest.fixture(scope="module")
+def killed_run(ray_session: Any, corpus: list[Path], tiny_xlmr_dir: Path,
+               tmp_path_factory: pytest.TempPathFactory) -> tuple[Index, list[int], list[int]]:
+    """A Ray build during which one encoding actor's process is killed (SIGKILL) as soon as the
+    driver has the first results: the actors killed, and the updates that came after."""
     killed: list[int] = []
     after: list[int] = []
 
@@ -169,20 +153,39 @@ def test_an_actor_killed_mid_run_is_restarted_and_the_index_is_complete(
         else:
             after.append(calls)
 
-    monkeypatch.setattr(ray_run, "_progress", lambda *a, **k: _Bar(kill_one))
-    monkeypatch.setattr(ray_run.RayOptions, "__init__", _small_calls(ray_run.RayOptions.__init__))
-    ray_build(corpus, tmp_path / "idx", tiny_xlmr_dir)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ray_run, "_progress", lambda *a, **k: _Bar(kill_one))
+        patch.setattr(ray_run.RayOptions, "__init__", _small_calls(ray_run.RayOptions.__init__))
+        path = tmp_path_factory.mktemp("ray") / "idx"
+        index = ray_build(corpus, path, tiny_xlmr_dir)
+    return index, killed, after
+
+
+def test_a_ray_build_with_an_actor_killed_mid_run_equals_a_local_build(
+    killed_run: tuple[Index, list[int], list[int]], local_index: Index,
+) -> None:
+    built, killed, after = killed_run
     assert killed and after, "the run did not go on after the actor died"
-    assert_same_index(Index.load(tmp_path / "idx"), local_index)
+    assert built.path is not None and not checkpoint_path(built.path).exists()
+    assert len(local_index) > 24  # some documents span several passages
+    assert_same_index(Index.load(built.path), local_index)
+    assert built.last_report is not None and built.last_report.encoded == len(local_index)
 
 
-def _small_calls(init: Any) -> Any:
-    """RayOptions with two documents per actor call, so that a run has many calls."""
-
-    def patched(self: Any, *args: Any, **kwargs: Any) -> None:
-        init(self, *args, **{**kwargs, "docs_per_call": 2})
-
-    return patched
+def test_an_update_on_ray_encodes_only_new_and_changed_documents(
+    killed_run: tuple[Index, list[int], list[int]], corpus: list[Path], local_index: Index,
+    tmp_path: Path,
+) -> None:
+    assert killed_run[0].path is not None
+    index = Index.load(shutil.copytree(killed_run[0].path, tmp_path / "idx"))
+    changed = [record(i, " 개정판" if i == 3 else "") for i in range(14)] + [record(30)]
+    newer = [write_jsonl(tmp_path / "a.jsonl", changed), corpus[1]]
+    report = index.upsert(newer, engine="ray", workers=2)
+    assert (report.added, report.updated, report.unchanged) == (1, 1, 23)
+    assert local_index.path is not None
+    want = Index.load(shutil.copytree(local_index.path, tmp_path / "want"))
+    assert want.upsert(newer) == report  # the same documents encoded as a local update
+    assert_same_index(Index.load(tmp_path / "idx"), want)
 
 
 def test_an_interrupted_ray_run_resumes_from_its_shards(
@@ -190,10 +193,10 @@ def test_an_interrupted_ray_run_resumes_from_its_shards(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def interrupt(calls: int) -> None:
-        if calls == 4:
+        if calls == 3:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(ray_run, "SHARD_ROWS", 4)
+    monkeypatch.setattr(ray_run, "SHARD_ROWS", 4)  # a shard every few documents
     monkeypatch.setattr(ray_run.RayOptions, "__init__", _small_calls(ray_run.RayOptions.__init__))
     with monkeypatch.context() as patch:
         patch.setattr(ray_run, "_progress", lambda *a, **k: _Bar(interrupt))

@@ -20,8 +20,11 @@ from kosearch.errors import ConfigError, KosearchError, MissingDependencyError
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 5.0
-#: CPUs left to the tasks that read and parse the corpus (they are light but need a slot).
+#: CPUs the tasks that read and parse the corpus ask for (they are light but need a slot).
 READ_CPUS = 0.1
+#: CPUs the actors leave free: the read tasks', and one for Ray Data's streaming repartition
+#: (which asks for a whole CPU), or those tasks would wait for the actors forever.
+SPARE_CPUS = 1.0 + 2 * READ_CPUS
 #: Cores of a CPU-only cluster per encoding actor by default (as kosearch's own worker pool).
 CPUS_PER_WORKER = 4
 
@@ -128,8 +131,9 @@ def _probe(address: str) -> None:
 def pool_size(options: RayOptions) -> tuple[int, float, float]:
     """``(actors, CPUs each, GPUs each)`` of the encoding pool on the connected cluster.
 
-    CPU actors share the cluster's CPUs minus a little for the read tasks, so that reading
-    never waits for a slot the actors hold.
+    Actors share the cluster's CPUs less :data:`SPARE_CPUS`, so that reading never waits for
+    a slot the actors hold. (A CPU slot is Ray's bookkeeping: each actor runs torch on
+    ``max(1, round(CPUs))`` threads.)
     """
     import ray
 
@@ -143,10 +147,9 @@ def pool_size(options: RayOptions) -> tuple[int, float, float]:
                 f"--gpus-per-worker {per_gpu:g} needs GPUs, but the Ray cluster has {gpus:g}"
             )
         workers = options.workers or max(1, int(gpus // per_gpu))
-        return workers, 1.0, per_gpu
+        return workers, min(1.0, max(0.1, (cpus - SPARE_CPUS) / workers)), per_gpu
     workers = options.workers or max(1, int(cpus // CPUS_PER_WORKER))
-    spare = max(READ_CPUS * 2, cpus * 0.05)
-    return workers, max(0.1, (cpus - spare) / workers), 0.0
+    return workers, max(0.1, (cpus - SPARE_CPUS) / workers), 0.0
 
 
 def first_line(error: BaseException) -> str:

@@ -378,6 +378,8 @@ class RayRun(Run):
             documents_file, batch_size=1, batch_format="numpy", num_cpus=READ_CPUS,
             fn_kwargs={"sources": self._sources(), "fields": self.settings.fields,
                        "known": known, "first_rank": record["first_rank"], "skip": shards.done},
+        ).repartition(  # a file's documents become many blocks, so every actor gets some
+            target_num_rows_per_block=self.ray.docs_per_call,
         ).map_batches(
             EncodeActor, batch_size=self.ray.docs_per_call, batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus,
