@@ -258,3 +258,12 @@ def test_ray_options_need_the_ray_engine_and_ray_needs_its_extra(
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(MissingDependencyError, match=r"kosearch\[ray\]"):
         ray_cluster.import_ray()
+
+
+def test_a_kosearch_error_is_found_in_the_text_ray_keeps_of_it() -> None:
+    from kosearch.build.ray_cluster import kosearch_cause
+
+    wrapped = RuntimeError("ray::MapBatches(f)()\nkosearch.errors.CorpusError: x.jsonl:3: bad\n")
+    found = kosearch_cause(wrapped)
+    assert isinstance(found, CorpusError) and str(found) == "x.jsonl:3: bad"
+    assert kosearch_cause(RuntimeError("ValueError: not ours")) is None

@@ -169,4 +169,20 @@ def kosearch_cause(error: BaseException) -> KosearchError | None:
         if isinstance(item, KosearchError):
             return item
         todo += [getattr(item, "cause", None), item.__cause__, item.__context__]
-    return None
+    return _from_text(str(error))
+
+
+def _from_text(text: str) -> KosearchError | None:
+    """A kosearch error named in a Ray traceback's text (Ray drops the exception's cause)."""
+    import re
+
+    from kosearch import errors
+
+    found = re.findall(r"kosearch\.errors\.(\w+): (.+)", text)
+    if not found:
+        return None
+    name, message = found[0]
+    kind = getattr(errors, name, None)
+    if not (isinstance(kind, type) and issubclass(kind, KosearchError)):
+        return None
+    return kind(message.strip())

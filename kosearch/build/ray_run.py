@@ -310,6 +310,8 @@ class RayRun(Run):
                 if index < last_file:
                     raise RuntimeError("Ray returned the corpus files out of order")
                 last_file = index
+                if row["error"] is not None:
+                    raise CorpusError(row["error"])
                 if doc_id is None:
                     digests[index] = row["digest"]
                     continue

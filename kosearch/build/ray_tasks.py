@@ -29,8 +29,9 @@ from kosearch.settings import ChunkSettings, Fields
 from kosearch.types import Document, join_title
 
 #: Columns of a scan row: one per record, plus one closing row per file (``id`` null) that
-#: carries the file's SHA-256.
-SCAN_COLUMNS = ("file", "where", "id", "hash", "meta", "empty", "digest")
+#: carries the file's SHA-256, or its first error (a message: Ray keeps an exception's text
+#: but not its cause, so errors travel as data).
+SCAN_COLUMNS = ("file", "where", "id", "hash", "meta", "empty", "digest", "error")
 DOC_COLUMNS = ("rank", "id", "text", "title", "meta", "hash")
 
 
@@ -65,13 +66,16 @@ def scan_file(batch: Any, *, sources: Mapping[str, tuple[int, str, str]],
     out: dict[str, list[Any]] = {name: [] for name in SCAN_COLUMNS}
     for data, path in zip(batch["bytes"], batch["path"]):
         index, label, fmt = sources[path]
-        docs, digest = parse(bytes(data), label, fmt, fields)
-        rows = [
-            (index, where, doc.id, content_hash(doc), encode_meta(doc.meta, doc.id),
-             not doc.text.strip(), None)
-            for where, doc in docs
-        ]
-        rows.append((index, label, None, None, None, None, digest))
+        try:
+            docs, digest = parse(bytes(data), label, fmt, fields)
+            rows = [
+                (index, where, doc.id, content_hash(doc), encode_meta(doc.meta, doc.id),
+                 not doc.text.strip(), None, None)
+                for where, doc in docs
+            ]
+            rows.append((index, label, None, None, None, None, digest, None))
+        except CorpusError as error:
+            rows = [(index, label, None, None, None, None, None, str(error))]
         for row in rows:
             for name, value in zip(SCAN_COLUMNS, row):
                 out[name].append(value)
