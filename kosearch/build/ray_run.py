@@ -13,8 +13,9 @@ Checkpoint`), so an interrupted run resumes from the shards already written. The
 directory is then assembled by :mod:`kosearch.build.write` as for a local run, the BM25 part
 from the workers' terms, and swapped in atomically by :mod:`kosearch.build.lifecycle`.
 
-Ray restarts an actor whose process dies and retries its batch (``max_restarts``,
-``max_task_retries``); an error in the corpus stops the run with its ``file:line``.
+Ray restarts an actor whose process dies and retries its batch (Ray Data's actor pools run
+with ``max_restarts=-1`` and ``max_task_retries=-1``); an error in the corpus stops the run with
+its ``file:line``.
 """
 
 from __future__ import annotations
@@ -54,8 +55,6 @@ log = logging.getLogger(__name__)
 
 SHARD_ROWS = 4096  # passages per checkpointed shard (the unit a resumed run keeps)
 SHARDS_DIR = "shards"
-#: Restarts of a dead encoding actor, and retries of the batch it was running.
-MAX_RESTARTS = 4
 
 
 @dataclass(frozen=True)
@@ -388,8 +387,7 @@ class RayRun(Run):
             num_gpus=gpus or None,
             fn_constructor_kwargs={"spec": spec, "chunking": self.settings.chunking,
                                    "analyzer": self._analyzer},
-            max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS,
-        )
+        )  # Ray Data restarts a dead actor and retries its batch (max_restarts=-1 by default)
         pending: list[pa.Table] = []
         waiting = 0
         with _progress(None, "encoding on Ray", self.progress) as bar:  # type: ignore[arg-type]
