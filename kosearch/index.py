@@ -84,7 +84,9 @@ class Index:
     @classmethod
     def build(cls, corpus: Corpus, path: str | os.PathLike[str] | None = None, *,
               encoder: Encoder | None = None, progress: bool = False,
-              stdin: TextIO | None = None, restart: bool = False, **options: Any) -> Index:
+              stdin: TextIO | None = None, restart: bool = False, engine: str = "local",
+              ray_address: str | None = None, workers: int | None = None,
+              gpus_per_worker: float | None = None, **options: Any) -> Index:
         """Encode a corpus into a new index, saved atomically at ``path`` when given.
 
         An interrupted build of file corpora into ``path`` resumes when run again with the same
@@ -99,6 +101,10 @@ class Index:
             progress: show progress bars on stderr.
             stdin: the stream read for ``"-"`` (default ``sys.stdin``).
             restart: discard the checkpoint of an interrupted build instead of resuming it.
+            engine: ``local`` (this process) or ``ray``: read, chunk, encode and analyze on a
+                Ray cluster (the ``ray`` extra), at ``ray_address`` (default ``$RAY_ADDRESS``,
+                else a local Ray), with ``workers`` actors of ``gpus_per_worker`` GPUs each.
+                The index is the same; see README, "Large collections on a cluster".
             **options: fields of :class:`~kosearch.settings.IndexSettings` (model, metric,
                 batch_size, fields, strict, chunking, lexical, device, query_prompt,
                 passage_prompt, index_type, precision, processes).
@@ -110,7 +116,8 @@ class Index:
         """
         from kosearch.build import lifecycle  # not at import: a search needs none of it
 
-        run = lifecycle.new_build(corpus, encoder, progress, stdin, options)
+        ray = lifecycle.engine_options(engine, ray_address, workers, gpus_per_worker)
+        run = lifecycle.new_build(corpus, encoder, progress, stdin, options, engine=ray)
         if path is None:
             with lifecycle.execute_in_scratch(run) as (scratch, report):
                 index = cls.load(scratch, mmap=False)
@@ -187,6 +194,8 @@ class Index:
         existing index. ``options``: ``fields``, ``strict``, ``batch_size``, ``device``,
         ``index_type``, ``processes``, ``restart``, ``stdin``, and ``exclusive`` (hold off
         searches on this object while updating); the other settings are the index's own.
+        ``engine``, ``ray_address``, ``workers`` and ``gpus_per_worker`` are as for
+        :meth:`build`.
         """
         from kosearch.build.run import RunMode
 
@@ -202,14 +211,17 @@ class Index:
 
     def _update(self, corpus: Any, mode: RunMode, *, progress: bool = False,
                 delete_ids: Sequence[str] = (), restart: bool = False,
-                stdin: TextIO | None = None, exclusive: bool = False,
-                **options: Any) -> UpdateReport:
+                stdin: TextIO | None = None, exclusive: bool = False, engine: str = "local",
+                ray_address: str | None = None, workers: int | None = None,
+                gpus_per_worker: float | None = None, **options: Any) -> UpdateReport:
         from kosearch.build import lifecycle
         from kosearch.build.run import RunMode
 
+        ray = lifecycle.engine_options(engine, ray_address, workers, gpus_per_worker)
         with self._write_lock, (self._lock if exclusive else contextlib.nullcontext()):
             run = lifecycle.new_update(corpus, mode, self._parts, self._encoder, options,
-                                       delete_ids=delete_ids, progress=progress, stdin=stdin)
+                                       delete_ids=delete_ids, progress=progress, stdin=stdin,
+                                       engine=ray)
             if mode is RunMode.DELETE and not self._parts.passages.holds_any(delete_ids):
                 report = UpdateReport(unknown=tuple(dict.fromkeys(delete_ids)))
             else:

@@ -59,6 +59,10 @@ def index_directory(
     stdin: TextIO | None = None,
     instant_queries: bool = True,
     encoder: Encoder | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    workers: int | None = None,
+    gpus_per_worker: float | None = None,
     **options: Any,
 ) -> IndexingResult:
     """Build an index of ``corpus`` at ``path``, or update the index already there.
@@ -76,23 +80,31 @@ def index_directory(
             (``chunking.max_tokens`` style for the chunk settings); default: every key of
             ``options`` (a ``chunking`` value counts as all its fields).
         encoder: an already loaded encoder (default: load ``options["model"]``).
+        engine, ray_address, workers, gpus_per_worker: where to encode, as for
+            :meth:`~kosearch.index.Index.build` (``ray``: on a Ray cluster).
         **options: :class:`IndexSettings` fields.
     """
+    from kosearch.build.lifecycle import engine_options
+
     target = Path(path)
+    ray = {"engine": engine, "ray_address": ray_address, "workers": workers,
+           "gpus_per_worker": gpus_per_worker}
+    engine_options(**ray)  # a bad engine option fails before any work
     if given is None:
         given = _given_of(options)
     if not is_index(target) or rebuild:
         if sync:
             raise ConfigError(f"--sync updates an existing index; there is none at {target}")
         return _build(corpus, target, restart, progress, stdin, instant_queries, encoder,
-                      options)
+                      options, engine_options(**ray))
     index, deferred = _index_to_update(target, options, given, encoder)
     chosen = {name: options[name] for name in _UPDATABLE if name in given and name in options}
     if deferred is not None:
         chosen["model"] = deferred
     try:
         report = index.upsert(list(corpus), sync=sync, progress=progress, restart=restart,
-                              stdin=stdin, strict=options.get("strict", False), **chosen)
+                              stdin=stdin, strict=options.get("strict", False), **ray,
+                              **chosen)
     except ModelMismatchError:
         if deferred is None:
             raise
@@ -102,11 +114,11 @@ def index_directory(
 
 def _build(corpus: Sequence[Any], target: Path, restart: bool, progress: bool,
            stdin: TextIO | None, instant_queries: bool, encoder: Encoder | None,
-           options: dict[str, Any]) -> IndexingResult:
+           options: dict[str, Any], engine: Any = None) -> IndexingResult:
     from kosearch.build import lifecycle
     from kosearch.storage.manifest import read_manifest
 
-    run = lifecycle.new_build(list(corpus), encoder, progress, stdin, options)
+    run = lifecycle.new_build(list(corpus), encoder, progress, stdin, options, engine=engine)
     report = lifecycle.execute(run, target, restart=restart)
     # The index is not opened: that would read every passage text, which the build never does.
     manifest = read_manifest(target)

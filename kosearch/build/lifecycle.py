@@ -39,14 +39,15 @@ UPDATE_OPTIONS = ("fields", "strict", "batch_size", "device", "index_type", "pro
 
 def new_build(
     corpus: Any, encoder: Encoder | None, progress: bool, stdin: TextIO | None,
-    options: dict[str, Any],
+    options: dict[str, Any], engine: Any = None,
 ) -> Run:
     """A run that builds a new index from ``corpus``; ``options`` are IndexSettings fields.
 
     Invalid settings fail here, before any work; so do a missing corpus file, malformed first
     records and a corpus without documents (:meth:`Run.check_corpus`). Only then does the model
     (unless ``encoder`` is given) load: without ``model``, the one ``KOSEARCH_MODEL`` names, else
-    the registry default.
+    the registry default. ``engine`` (a :class:`~kosearch.build.ray_cluster.RayOptions`) runs
+    the chunking and encoding on a Ray cluster.
     """
     from kosearch.encoding.registry import default_model
     from kosearch.storage.ann import plan_index
@@ -60,10 +61,10 @@ def new_build(
 
     def get_encoder() -> Encoder:
         if not loaded:
-            loaded.append(load_encoder(settings.model, settings))
+            loaded.append(load_encoder(settings.model, _driver_settings(settings, engine)))
         return loaded[0]
 
-    run = Run(corpus, settings, get_encoder, progress=progress, stdin=stdin)
+    run = _make_run(engine, corpus, settings, get_encoder, progress=progress, stdin=stdin)
     run.check_corpus()
     get_encoder()
     return run
@@ -79,6 +80,7 @@ def new_update(
     delete_ids: Any = (),
     progress: bool = False,
     stdin: TextIO | None = None,
+    engine: Any = None,
 ) -> Run:
     """A run that updates the index ``base``; the model loads only if a passage needs encoding.
 
@@ -93,11 +95,47 @@ def new_update(
 
     def get_encoder() -> Encoder:
         if not loaded:
-            loaded.append(_passage_encoder(base.manifest, settings, encoder, source))
+            mine = _driver_settings(settings, engine)
+            loaded.append(_passage_encoder(base.manifest, mine, encoder, source))
         return loaded[0]
 
-    return Run(corpus, settings, get_encoder, mode=mode, base=base, delete_ids=delete_ids,
-               progress=progress, stdin=stdin)
+    if mode is RunMode.DELETE:
+        engine = None  # nothing to encode
+    return _make_run(engine, corpus, settings, get_encoder, mode=mode, base=base,
+                     delete_ids=delete_ids, progress=progress, stdin=stdin)
+
+
+def engine_options(engine: str | None, ray_address: str | None = None,
+                   workers: int | None = None, gpus_per_worker: float | None = None) -> Any:
+    """The engine of a run from its options: None (this machine) or RayOptions."""
+    if engine in (None, "local"):
+        extra = [name for name, value in (("ray_address", ray_address), ("workers", workers),
+                                          ("gpus_per_worker", gpus_per_worker)) if value]
+        if extra:
+            raise ConfigError(f"{', '.join(extra)} apply to engine='ray' only")
+        return None
+    if engine != "ray":
+        raise ConfigError(f"unknown engine {engine!r}; choose local or ray")
+    from kosearch.build.ray_cluster import RayOptions
+
+    return RayOptions(address=ray_address, workers=workers,
+                      gpus_per_worker=float(gpus_per_worker or 0.0))
+
+
+def _driver_settings(settings: IndexSettings, engine: Any) -> IndexSettings:
+    """On Ray, the driver's model only identifies the model (and encodes queries): CPU, fp32."""
+    if engine is None:
+        return settings
+    return replace(settings, device="cpu", precision="fp32", processes=1)
+
+
+def _make_run(engine: Any, *args: Any, **kwargs: Any) -> Run:
+    """A local run, or with ``engine`` (RayOptions) one on a Ray cluster."""
+    if engine is None:
+        return Run(*args, **kwargs)
+    from kosearch.build.ray_run import RayRun
+
+    return RayRun(*args, **kwargs, ray=engine)
 
 
 def update_settings(manifest: Manifest, options: dict[str, Any]) -> IndexSettings:
@@ -200,12 +238,15 @@ def run_key(run: Run, target: Path) -> dict[str, Any] | None:
     """What identifies a run for resuming: inputs, model, settings and the index it updates."""
     if run.mode is RunMode.DELETE:
         return None  # encodes nothing, so nothing to resume (and no other run's checkpoint to meet)
-    sources = source_stamps(run.corpus)
+    stamps = getattr(run, "stamps", None)  # an engine that reads URIs stamps them itself
+    sources = stamps() if stamps is not None else source_stamps(run.corpus)
     if sources is None:
         return None
     s = run.settings
     base = run.base.manifest if run.base is not None else None
+    engine = getattr(run, "engine", "local")
     return {
+        **({"engine": engine} if engine != "local" else {}),
         "mode": run.mode.value,
         "target": str(target.resolve()),
         "sources": sources,

@@ -283,16 +283,25 @@ class Run:
             )
         lexical = None
         if self.settings.lexical:
-            reuse = base is not None and base.lexical is not None and base.lexical.updatable
-            with _progress(record["passages"] if reuse else n, "BM25", self.progress) as bar:
-                lexical = assemble.write_lexical(
-                    directory, base, keep,
-                    (t for w in _encode_texts(work.path, None) for t in w),
-                    lambda: (t for w in _encode_texts(directory, None) for t in w),
-                    self._kiwi,
-                    on_batch=bar.update,
-                )
+            lexical = self._write_lexical(directory, work, keep, record, n)
         return self._manifest(directory, record, metric, faiss_info, lexical, n)
+
+    def _write_lexical(
+        self, directory: Path, work: Checkpoint, keep: Any, record: dict[str, Any], n: int
+    ) -> dict[str, Any]:
+        """Write the BM25 part of the new index (the kept rows' terms plus the new passages)."""
+        from kosearch.build import write as assemble
+
+        base = self.base
+        reuse = base is not None and base.lexical is not None and base.lexical.updatable
+        with _progress(record["passages"] if reuse else n, "BM25", self.progress) as bar:
+            return assemble.write_lexical(
+                directory, base, keep,
+                (t for w in _encode_texts(work.path, None) for t in w),
+                lambda: (t for w in _encode_texts(directory, None) for t in w),
+                self._kiwi,
+                on_batch=bar.update,
+            )
 
     def _manifest(
         self,

@@ -10,6 +10,7 @@ import click
 from kosearch.cli.app import cli
 from kosearch.cli.options import (
     device_option,
+    engine_options,
     from_environment,
     given,
     index_option,
@@ -67,6 +68,7 @@ _SETTING_OF = {
 @precision_option("auto")
 @click.option("--processes", type=click.IntRange(min=1), default=None,
               help="Encoder worker processes (default: by corpus size, cores and GPUs).")
+@engine_options
 @click.pass_context
 def index_cmd(ctx: click.Context, corpus: tuple[str, ...], index_dir: str, **params: Any) -> None:
     """Encode CORPUS (JSONL, JSONL.gz, CSV, TSV, Parquet, a folder of .txt/.md, or - for
@@ -91,6 +93,8 @@ def index_cmd(ctx: click.Context, corpus: tuple[str, ...], index_dir: str, **par
         lexical=not p["no_lexical"], device=p["device"], query_prompt=p["query_prompt"],
         passage_prompt=p["passage_prompt"], index_type=p["index_type"],
         precision=p["precision"], processes=p["processes"],
+        engine=p["engine"], ray_address=p["ray_address"], workers=p["workers"],
+        gpus_per_worker=p["gpus_per_worker"],
         chunking=ChunkSettings(max_tokens=p["chunk_tokens"], overlap=p["chunk_overlap"],
                                enabled=not p["no_chunk"]),
     )

@@ -54,3 +54,24 @@ def given(ctx: click.Context, name: str) -> bool:
     """Whether the user set this option (on the command line or through its env variable)."""
     source = ctx.get_parameter_source(name)
     return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+
+def engine_options(command: Any) -> Any:
+    """``--engine``, ``--ray-address``, ``--workers``, ``--gpus-per-worker``: where to encode."""
+    options = [
+        click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
+                     show_default=True,
+                     help="local: this machine; ray: read, chunk, encode and analyze on a Ray "
+                          "cluster (pip install 'kosearch[ray]'). The index is the same."),
+        click.option("--ray-address", default=None,
+                     help="Ray cluster to use with --engine ray (HOST:PORT, ray://HOST:PORT or "
+                          "auto; default: $RAY_ADDRESS, else a local Ray)."),
+        click.option("--workers", type=click.IntRange(min=1), default=None,
+                     help="Encoding actors with --engine ray (default: one per "
+                          "--gpus-per-worker GPUs, else one per 4 CPUs)."),
+        click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=None,
+                     help="GPUs per encoding actor with --engine ray (default 0: CPUs)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
