@@ -131,11 +131,12 @@ def _child_env() -> dict[str, str]:
 def main() -> None:
     """Read ``{"lexical": dir, "texts": [...]}`` on stdin; print the analyzer's config and the
     terms of each text as JSON."""
+    from kosearch.lexical.analyzers import query_terms
     from kosearch.lexical.format import read_analyzer
 
     request = json.loads(sys.stdin.buffer.read())
     analyzer = read_analyzer(request["lexical"])
-    terms = analyzer.tokenize(request["texts"])
+    terms = query_terms(analyzer, request["texts"])
     json.dump({"analyzer": analyzer.config(), "terms": terms}, sys.stdout, ensure_ascii=False)
 
 
