@@ -6,8 +6,8 @@ query: ``서울에서는`` lights up ``서울`` for the query ``서울 날씨``.
 whose matched terms weigh most (BM25 idf when the index has BM25, else 1 per term), ties to the
 earlier; a best sentence shorter than :data:`MIN_CHARS` is joined with its neighbour. A hit
 matching no term gets its first sentence and no spans. (bench/snippets.py measures the choice:
-on KorQuAD dev the idf-weighted sentence holds the answer more often than the first sentence
-or a dense-model choice.)
+on KorQuAD dev the idf-weighted sentence holds the answer span for 0.808 of the questions, the
+first sentence for 0.307, the dense model's choice for 0.767, idf + dense for 0.810.)
 
 Only the returned hits are analyzed (one batched Kiwi call; analyses are cached per passage
 text), never the candidates. Offsets are into the hit's own text: text that is not in NFC
