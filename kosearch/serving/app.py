@@ -14,6 +14,8 @@ Endpoints (OpenAPI docs at ``/docs``; request and response models in
 * ``POST /search/batch`` ``{"queries": [...], "k", "mode", "passages"}`` ->
   ``{"results": [{"query", "hits"}, ...]}``;
 * ``GET /health`` -> ``{"status": "ok", ...}`` (never needs the API key);
+* ``GET /`` -> the search page (:mod:`kosearch.serving.page`; loads without the API key, asks
+  for it to search);
 * ``GET /info`` -> the manifest, counts and size of the index;
 * with ``writable=True`` (``kosearch serve --writable``) only:
   ``POST /documents`` ``{"documents": [{"id", "text", "title", "meta"}], "mode": "upsert"}``
@@ -46,6 +48,7 @@ from kosearch.serving.batcher import SearchBatcher
 from kosearch.serving.docs import add_docs, docs_options
 from kosearch.serving.logs import access_log, log
 from kosearch.serving.middleware import NOTE_KEY, AccessLog, Gate
+from kosearch.serving.page import PAGE_PATHS, add_page
 from kosearch.serving.schemas import (
     SEARCH_FIELDS,
     describe_errors,
@@ -64,7 +67,7 @@ if TYPE_CHECKING:
 
     from kosearch.index import Index
 
-OPEN_PATHS = frozenset({"/health"})  # reachable without the API key
+OPEN_PATHS = frozenset({"/health"}) | PAGE_PATHS  # reachable without the API key
 _INSTALL = "pip install 'kosearch[server]'"
 
 
@@ -134,6 +137,7 @@ def create_app(
         description="Semantic and hybrid search over Korean documents.", **docs_options(),
     )
     add_docs(app)
+    add_page(app)
     app.state.index = index
     app.state.batcher = batcher
     _add_error_handlers(app)
