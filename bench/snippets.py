@@ -19,7 +19,9 @@ index built from the dev corpus with the real model (each query searched without
 highlights, alternating; a fresh highlighter per round so no analysis comes from the cache)::
 
     python bench/snippets.py cost --data /work/shared/data/korquad_v1_retrieval_dev \\
-        --model /work/shared/models/me5-small-ko -n 200
+        --model /work/shared/models/me5-small-ko -n 200 [--docs 300]
+
+(``--docs N`` indexes only the first N passages, for a quicker run on a busy machine.)
 """
 
 from __future__ import annotations
@@ -138,11 +140,15 @@ def cost(args: argparse.Namespace) -> None:
     import tempfile
 
     from kosearch.index import Index
+    from kosearch.types import Document
 
     data = Path(args.data)
     texts = [q["text"] for q in _jsonl(data / "queries.jsonl")][: args.n]
+    corpus = _jsonl(data / "corpus.jsonl")[: args.docs or None]
     with tempfile.TemporaryDirectory() as tmp:
-        index = Index.build(data / "corpus.jsonl", Path(tmp) / "idx", model=args.model)
+        docs = [Document(d["_id"], d["text"], d.get("title", "")) for d in corpus]
+        index = Index.build(docs, Path(tmp) / "idx", model=args.model)
+        print(f"built an index of {len(docs)} passages", flush=True)
         index.search(texts[0], k=args.k)  # load the model and Kiwi
         vectors = index.encode_queries(texts)
         plain, full, step = [], [], []
@@ -161,7 +167,8 @@ def cost(args: argparse.Namespace) -> None:
         for text in texts:
             index.search(text, k=args.k, highlights=False)
         whole = (time.perf_counter() - t0) / len(texts) * 1000
-    print(f"CPU flags: {cpu_flags()}; {len(texts)} KorQuAD dev queries, k={args.k}, hybrid")
+    print(f"CPU flags: {cpu_flags()}; {len(texts)} KorQuAD dev queries, k={args.k}, hybrid, "
+          f"{len(corpus)} passages")
     print(f"search, query pre-encoded: median {statistics.median(plain):.1f} ms without "
           f"highlights, {statistics.median(full):.1f} ms with")
     print(f"highlight step: median {statistics.median(step):.1f} ms, "
@@ -185,6 +192,7 @@ def main() -> None:
     p.add_argument("--model", required=True)
     p.add_argument("-n", type=int, default=200)
     p.add_argument("-k", type=int, default=10)
+    p.add_argument("--docs", type=int, default=0, help="index only the first N passages")
     p.set_defaults(run=cost)
     args = parser.parse_args()
     args.run(args)
