@@ -25,7 +25,7 @@ from kosearch.errors import (
     ModelMismatchError,
 )
 from kosearch.settings import ChunkSettings, Fields, Fusion, IndexSettings, SearchOptions
-from kosearch.types import Document, Hit, Metric, Mode, Passage, UpdateReport
+from kosearch.types import Document, Highlights, Hit, Metric, Mode, Passage, UpdateReport
 
 if TYPE_CHECKING:
     from kosearch.encoding.encoder import Encoder
@@ -45,6 +45,7 @@ __all__ = [
     "FinetuneResult",
     "FilterError",
     "Fusion",
+    "Highlights",
     "Hit",
     "Index",
     "IndexFormatError",

@@ -37,7 +37,9 @@ if TYPE_CHECKING:
     from kosearch.build.run import RunMode
     from kosearch.encoding.encoder import Encoder
     from kosearch.encoding.rerank import Reranker
+    from kosearch.lexical.analyzers import MorphemeAnalyzer
     from kosearch.lexical.child_analysis import ChildAnalysis
+    from kosearch.retrieval.highlight import Highlighter
     from kosearch.settings import Fusion
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,8 @@ class Index:
         self._lock = threading.RLock()
         self._write_lock = threading.Lock()  # one update at a time; searches go on meanwhile
         self.last_report: UpdateReport | None = None  # what the last build or update did
+        self._highlighter: Highlighter | None = None  # made on the first search with highlights
+        self._fallback_analyzer: MorphemeAnalyzer | None = None  # Kiwi for an index without BM25
 
     manifest = property(lambda self: self._parts.manifest, doc="What the index was built from.")
     store = property(lambda self: self._parts.store, doc="The FAISS vectors.")
@@ -271,7 +275,7 @@ class Index:
     def search(self, query: str, k: int = 10, *, mode: Mode | str | None = None,
                passages: bool = False, rerank: Reranker | str | None = None,
                rerank_top: int = RERANK_TOP, fusion: Fusion | None = None,
-               filter: Mapping[str, Any] | None = None) -> list[Hit]:
+               filter: Mapping[str, Any] | None = None, highlights: bool = True) -> list[Hit]:
         """The ``k`` best hits for one query.
 
         Args:
@@ -287,6 +291,9 @@ class Index:
             filter: search only documents whose metadata match, e.g. ``{"year": {"$gte":
                 2020}}`` (:mod:`kosearch.retrieval.filters`); ``k`` hits come back whenever
                 ``k`` documents match.
+            highlights: fill in each hit's ``highlights`` (its best sentence for the query and
+                the matched words; :mod:`kosearch.retrieval.highlight`). Costs a Kiwi analysis
+                of the ``k`` hits (and Kiwi's load on an index without BM25).
 
         Returns:
             Hits best first; ``score`` is higher-is-better.
@@ -295,14 +302,15 @@ class Index:
             FilterError: an unknown field or operator, or a value of the wrong type.
         """
         return self.search_batch([query], k, mode=mode, passages=passages, rerank=rerank,
-                                 rerank_top=rerank_top, fusion=fusion, filter=filter)[0]
+                                 rerank_top=rerank_top, fusion=fusion, filter=filter,
+                                 highlights=highlights)[0]
 
     def search_batch(self, queries: Sequence[str], k: int = 10, *,
                      mode: Mode | str | None = None, passages: bool = False,
                      rerank: Reranker | str | None = None, rerank_top: int = RERANK_TOP,
                      fusion: Fusion | None = None, query_vectors: Any = None,
                      filter: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
-                     ) -> list[list[Hit]]:
+                     highlights: bool = True) -> list[list[Hit]]:
         """Like :meth:`search` for many queries at once (encoded in one batch).
 
         ``query_vectors`` (shape ``(len(queries), dim)``, from :meth:`encode_queries`) skips
@@ -325,9 +333,27 @@ class Index:
             if chosen != Mode.LEXICAL:
                 vectors = (self.encoder.encode_queries(queries) if query_vectors is None else
                            check_query_vectors(query_vectors, len(queries), self.store.dim))
-            return self._searcher.search(queries, vectors, chosen, k, passages=passages,
-                                         reranker=reranker, rerank_top=rerank_top,
-                                         fusion=fusion, filters=filters)
+            results = self._searcher.search(queries, vectors, chosen, k, passages=passages,
+                                            reranker=reranker, rerank_top=rerank_top,
+                                            fusion=fusion, filters=filters)
+            return self._highlight(queries, results) if highlights else results
+
+    def _highlight(self, queries: list[str], results: list[list[Hit]]) -> list[list[Hit]]:
+        """The hits with their highlights, by the BM25 analyzer (a Kiwi one if there is none)."""
+        from kosearch.lexical.analyzers import MorphemeAnalyzer
+        from kosearch.retrieval.highlight import Highlighter, highlight_hits
+
+        lexical = self.lexical
+        analyzer = getattr(lexical, "analyzer", None)
+        if not isinstance(analyzer, MorphemeAnalyzer):
+            lexical = None  # no BM25, or one over other terms: highlight Kiwi morphemes
+            analyzer = self._fallback_analyzer
+            if analyzer is None:
+                analyzer = self._fallback_analyzer = MorphemeAnalyzer()
+        if self._highlighter is None or self._highlighter.analyzer is not analyzer:
+            self._highlighter = Highlighter(analyzer)
+        weights = None if lexical is None else lexical.idf
+        return highlight_hits(self._highlighter, queries, results, weights)
 
     def encode_queries(self, queries: Sequence[str]) -> Any:
         """Query embeddings (with the model's query prompt), as the search would compute them."""

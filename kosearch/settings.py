@@ -160,6 +160,8 @@ class SearchOptions:
         rerank: a cross-encoder (model id, local path, or a ``Reranker``), or None.
         rerank_top: how many fused passages the cross-encoder re-scores.
         fusion: how hybrid mode merges its two lists (None: the default :class:`Fusion`).
+        highlights: give each hit its best sentence for the query and the matched words
+            (``Hit.highlights``); False skips that step (and Kiwi) and leaves them None.
     """
 
     mode: str | None = None
@@ -167,6 +169,7 @@ class SearchOptions:
     rerank: Any = None
     rerank_top: int = RERANK_TOP
     fusion: Fusion | None = None
+    highlights: bool = True
 
     def keywords(self) -> dict[str, Any]:
         """As keyword arguments of :meth:`kosearch.Index.search` / ``search_batch``."""

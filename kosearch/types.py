@@ -77,6 +77,30 @@ def join_title(title: str, text: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Highlights:
+    """Where a hit answers its query: the best sentence(s) and the matched words, as offsets.
+
+    Attributes:
+        snippet: The passage's best sentence(s) for the query: ``text[start:end]`` of the hit.
+        start: Offset of the snippet in :attr:`Hit.text`.
+        end: End offset (exclusive) of the snippet in :attr:`Hit.text`.
+        spans: ``(start, end)`` offsets in :attr:`Hit.text` of the words that match query
+            terms (the BM25 analysis: Kiwi morphemes), sorted, non-overlapping, each inside
+            ``[start, end)``. A renderer bolds ``snippet[s - start : e - start]``.
+    """
+
+    snippet: str
+    start: int
+    end: int
+    spans: tuple[tuple[int, int], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"snippet", "start", "end", "spans": [{"start", "end"}, ...]}``."""
+        return {"snippet": self.snippet, "start": self.start, "end": self.end,
+                "spans": [{"start": s, "end": e} for s, e in self.spans]}
+
+
+@dataclass(frozen=True, slots=True)
 class Hit:
     """One search result.
 
@@ -94,6 +118,8 @@ class Hit:
             "lexical_rank": 4, "lexical_score": 7.1}``: the ranks and scores of the passage in
             each retriever that found it (a hybrid hit found by one retriever only lacks the
             other's keys).
+        highlights: The answering sentence(s) and the matched words (see
+            :class:`Highlights`); None when not computed (``highlights=False``).
     """
 
     id: str
@@ -106,6 +132,7 @@ class Hit:
     start: int = 0
     end: int = 0
     scores: Mapping[str, Any] = field(default_factory=dict)
+    highlights: Highlights | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape used by ``kosearch query --json`` and the HTTP server."""
@@ -120,6 +147,7 @@ class Hit:
             "start": self.start,
             "end": self.end,
             "scores": dict(self.scores),
+            "highlights": None if self.highlights is None else self.highlights.to_dict(),
         }
 
 

@@ -45,8 +45,10 @@ def test_an_index_from_0_1_0_answers_as_it_did(
     index = Index.load(old_index, encoder=HashEncoder(dim=32, max_tokens=64))
     assert index.manifest.kosearch_version == expected["kosearch_version"] == "0.1.0"
     mode, _, passages = setting.partition("-")
-    results = index.search_batch(expected["queries"], 5, mode=mode, passages=bool(passages))
-    got = [_rounded([h.to_dict() for h in hits]) for hits in results]
+    results = index.search_batch(expected["queries"], 5, mode=mode, passages=bool(passages),
+                                 highlights=False)  # computed at query time, checked elsewhere
+    got = [_rounded([{k: v for k, v in h.to_dict().items() if k != "highlights"} for h in hits])
+           for hits in results]
     assert got == [_rounded(hits) for hits in expected["results"][setting]]
 
 

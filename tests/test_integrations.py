@@ -22,7 +22,8 @@ DOCS = [
     Document("hangul", "한글은 세종대왕이 1443년에 창제한 문자로 훈민정음이라고도 부른다.", "한글"),
     Document("jeju", "제주도는 화산섬으로 한라산과 올레길이 유명한 관광지이다.", ""),
 ]
-METADATA_KEYS = {"id", "chunk", "score", "rank", "title", "start", "end", "meta", "scores"}
+METADATA_KEYS = {"id", "chunk", "score", "rank", "title", "start", "end", "meta", "scores",
+                 "highlights"}
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +60,7 @@ def test_langchain_retriever_returns_documents_with_metadata_and_scores(index: I
     assert first["id"] == "seoul" and first["rank"] == 1 and first["title"] == "서울"
     assert first["meta"] == {"category": "지리"} and first["score"] == hits[0].score
     assert {"dense_rank", "lexical_rank"} <= set(first["scores"])
+    assert first["highlights"] == hits[0].highlights.to_dict()  # JSON-ready
 
 
 def test_langchain_retriever_parameters_batch_and_async(index: Index) -> None:
@@ -136,7 +138,7 @@ def test_llama_retriever_returns_scored_text_nodes(index: Index) -> None:
     assert set(first.metadata) == METADATA_KEYS and first.metadata["meta"] == {"category": "지리"}
     assert first.relationships[NodeRelationship.SOURCE].node_id == "seoul"
     shown = first.get_content(metadata_mode=MetadataMode.LLM)
-    assert "title: 서울" in shown and "dense_rank" not in shown
+    assert "title: 서울" in shown and "dense_rank" not in shown and "snippet" not in shown
     lexical = KosearchLlamaRetriever(index, k=1, mode="lexical", passages=True)
     assert asyncio.run(lexical.aretrieve("김치"))[0].node.metadata["id"] == "kimchi"
 

@@ -75,7 +75,7 @@ def test_search_returns_hits_in_the_query_json_schema(client: TestClient, index:
     hit = body["hits"][0]
     assert hit["id"] == "seoul" and hit["rank"] == 1 and hit["meta"] == {"category": "지리"}
     assert set(hit) == {"id", "chunk", "score", "rank", "text", "title", "meta", "start", "end",
-                        "scores"}
+                        "scores", "highlights"}
     assert "서울".encode() in response.content  # UTF-8, not ASCII-escaped
 
 

@@ -150,7 +150,7 @@ def test_the_child_analysis_gives_the_terms_kiwi_gives_here(lexical_dir: Path) -
     analysis = ChildAnalysis.start(lexical_dir, QUERIES)
     assert analysis is not None
     analyzer = read_analyzer(lexical_dir)
-    assert analysis.terms(analyzer.config()) == analyzer.tokenize(QUERIES)
+    assert analysis.terms(analyzer.config()) == analyzer.tokenize_queries(QUERIES)
     other = MorphemeAnalyzer(dicts=LEGACY_DICTS).config()
     assert analysis.terms(other) is None  # analyzed under another analyzer: not usable
 
@@ -210,7 +210,7 @@ def test_warm_up_then_search_ranks_as_a_cold_search(saved: Path) -> None:
     assert warm.search_batch(queries, 3) == cold
     dense = Index.load(saved, encoder=encoder)
     dense.warm_up("dense")
-    dense.search_batch(queries, 3, mode="dense")
+    dense.search_batch(queries, 3, mode="dense", highlights=False)  # highlights need Kiwi
     assert dense.lexical is not None and not dense.lexical.analyzer.loaded  # type: ignore[attr-defined]
 
 

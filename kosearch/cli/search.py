@@ -82,14 +82,54 @@ def _one_line(text: str, width: int) -> str:
     return f"{flat[:width]}{'…' if len(flat) > width else ''}"
 
 
-def _print_hits(query: str, hits: list[Any], width: int = 160) -> None:
+def _print_hits(query: str, hits: list[Any], width: int = 160, full: bool = False) -> None:
     click.echo(f"# {_one_line(query, width)}")
     if not hits:
         click.echo("  (no hits)")
     for hit in hits:
         title = f"  {hit.title}" if hit.title else ""
         click.echo(f"{hit.rank:>3}. {hit.score:.4f}  {hit.id} #{hit.chunk}{title}")
-        click.echo(f"     {_one_line(hit.text, width)}")
+        spans = hit.highlights.spans if hit.highlights is not None else ()
+        if full:
+            body = _styled(hit.text, 0, len(hit.text), spans, flat=False)
+            click.echo("     " + body.replace("\n", "\n     "))
+        elif hit.highlights is not None:
+            click.echo(f"     {_window(hit.text, hit.highlights, width)}")
+        else:
+            click.echo(f"     {_one_line(hit.text, width)}")
+
+
+def _window(text: str, highlights: Any, width: int) -> str:
+    """The snippet on one line, cut to about ``width`` characters around its first match,
+    the matched words bold (click drops the styling when stdout is not a terminal)."""
+    start, end, spans = highlights.start, highlights.end, highlights.spans
+    if end - start > width:
+        first = spans[0][0] if spans else start
+        lo = max(start, min(first - width // 4, end - width))
+        hi = min(end, lo + width)
+        return (("…" if lo > start else "") + _styled(text, lo, hi, spans)
+                + ("…" if hi < end else ""))
+    return _styled(text, start, end, spans)
+
+
+def _styled(text: str, start: int, end: int, spans: Any, flat: bool = True) -> str:
+    """``text[start:end]`` with ``spans`` in bold; with ``flat``, whitespace runs become one
+    space."""
+    bold = [False] * (end - start)
+    for s, e in spans:
+        for i in range(max(s, start), min(e, end)):
+            bold[i - start] = True
+    runs: list[tuple[bool, str]] = []
+    for i, ch in enumerate(text[start:end]):
+        if flat and ch.isspace():
+            if runs and runs[-1][1].endswith(" "):
+                continue
+            ch = " "
+        if runs and runs[-1][0] == bold[i]:
+            runs[-1] = (bold[i], runs[-1][1] + ch)
+        else:
+            runs.append((bold[i], ch))
+    return "".join(click.style(piece, bold=True) if b else piece for b, piece in runs)
 
 
 @cli.command("query")
@@ -129,6 +169,11 @@ def _print_hits(query: str, hits: list[Any], width: int = 160) -> None:
                    "default: the index's, see `kosearch info`).")
 @click.option("--ef-search", type=click.IntRange(min=1), default=None,
               help="HNSW indexes: candidates explored per query (more = better recall, slower).")
+@click.option("--full", is_flag=True,
+              help="Print whole passages instead of the best sentence(s) for the query.")
+@click.option("--highlights/--no-highlights", default=True, show_default=True,
+              help="Find each hit's best sentence(s) and matched words (Kiwi); without, plain "
+                   "output shows the passage's beginning and --json has highlights: null.")
 @click.option("--query-backend", type=click.Choice(QUERY_BACKENDS), default="auto",
               show_default=True,
               help="auto/onnx: encode queries with onnxruntime on a cached ONNX export of the "
@@ -136,7 +181,7 @@ def _print_hits(query: str, hits: list[Any], width: int = 160) -> None:
 def query_cmd(query: str | None, queries_file: str | None, as_json: bool, fusion: str | None,
               normalize: str | None, dense_weight: float | None, index_dir: str,
               filter_spec: Any, k: int, mode: str | None, passages: bool, rerank: str | None,
-              rerank_top: int, **load: Any) -> None:
+              rerank_top: int, full: bool, highlights: bool, **load: Any) -> None:
     """Search the index for QUERY (or for every query in --queries FILE)."""
     from kosearch.operations import search_directory
     from kosearch.settings import SearchOptions
@@ -147,7 +192,8 @@ def query_cmd(query: str | None, queries_file: str | None, as_json: bool, fusion
              else list(_read_queries(queries_file or "-")))
     filters = [filter_spec if spec is ... else spec for _, _, spec in items]
     options = SearchOptions(mode=mode, passages=passages, rerank=rerank, rerank_top=rerank_top,
-                            fusion=_fusion(fusion, normalize, dense_weight))
+                            fusion=_fusion(fusion, normalize, dense_weight),
+                            highlights=highlights)
     results = search_directory(index_dir, [text for _, text, _ in items], k, options,
                                filter=filters if any(f is not None for f in filters) else None,
                                **load)
@@ -162,7 +208,7 @@ def query_cmd(query: str | None, queries_file: str | None, as_json: bool, fusion
             record["hits"] = [hit.to_dict() for hit in hits]
             click.echo(json.dumps(record, ensure_ascii=False))
         else:
-            _print_hits(text, hits)
+            _print_hits(text, hits, full=full)
 
 
 def _fusion(method: str | None, normalize: str | None, dense_weight: float | None) -> Fusion:

@@ -40,12 +40,14 @@ def hit_metadata(hit: Hit) -> dict[str, Any]:
     Returns:
         Every field of :data:`~kosearch.types.HIT_FIELDS` but ``text``: the plain values first
         (``id``, ``chunk``, ``score``, ``rank``, ``title``, ``start``, ``end``), then the
-        mappings, copied to dicts (``meta``, ``scores``).
+        mappings, copied to dicts (``meta``, ``scores``), then ``highlights`` as JSON
+        (:meth:`~kosearch.types.Highlights.to_dict`, or None).
     """
-    values = {name: getattr(hit, name) for name in HIT_FIELDS if name != "text"}
+    values = {name: getattr(hit, name) for name in HIT_FIELDS if name not in ("text", "highlights")}
     plain = {name: v for name, v in values.items() if not isinstance(v, Mapping)}
     nested = {name: dict(v) for name, v in values.items() if isinstance(v, Mapping)}
-    return {**plain, **nested}
+    found = None if hit.highlights is None else hit.highlights.to_dict()
+    return {**plain, **nested, "highlights": found}
 
 
 def __getattr__(name: str) -> Any:

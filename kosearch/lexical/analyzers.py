@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping, Sequence
 from importlib import metadata
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from kosearch.errors import ConfigError
 from kosearch.lexical.kiwi import DEFAULT_DICTS, LEGACY_DICTS, KiwiLoader
@@ -32,6 +32,14 @@ DEFAULT_TAGS: frozenset[str] = frozenset("NNG NNP NNB NR NP VV VA XR SL SH SN".s
 
 _EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$")
 _SPACE = re.compile(r"\s+")
+_SCRIPT_JOIN = re.compile(r"(?<=[A-Za-z])(?=[가-힣])|(?<=[가-힣])(?=[A-Za-z])")
+
+
+class Located(NamedTuple):
+    """The terms of one text with their character offsets, and where its sentences start."""
+
+    terms: list[tuple[str, int, int]]
+    sentence_starts: list[int]
 
 
 class Analyzer(Protocol):
@@ -132,6 +140,64 @@ class MorphemeAnalyzer:
             for tokens in self._loader.get().tokenize(list(texts), match_options=0)
         ]
 
+    def tokenize_queries(self, texts: Sequence[str]) -> list[list[str]]:
+        """Query terms that do not depend on how the query is spaced or its scripts glued.
+
+        Korean users drop and add spaces (``서울시청역`` / ``서울 시청역``) and glue Latin to
+        Hangul (``KB국민은행``), and Kiwi analyzes such spellings differently (``서울시청역``
+        vs ``서울``, ``시청``, ``역``; ``kb국민은행`` vs ``kb``, ``국민은행``). So a query's
+        terms are those of the query as typed, followed once by every new term of three
+        respellings: Kiwi's own spacing (``Kiwi.space`` with the spaces reset), the query
+        without spaces, and the query with a space between Latin letters and Hangul.
+        Passages are analyzed as before (:meth:`tokenize`), so every index keeps its terms.
+        Measured in bench/spacing.py.
+        """
+        texts = list(texts)
+        if not texts:
+            return []
+        kiwi = self._loader.get()
+        respelled = [
+            *kiwi.space(texts, reset_whitespace=True),
+            *(_SPACE.sub("", t) for t in texts),
+            *(_SCRIPT_JOIN.sub(" ", t) for t in texts),
+        ]
+        every = self.tokenize(texts + respelled)
+        out = []
+        for i, terms in enumerate(every[: len(texts)]):
+            seen = set(terms)
+            extra = [t for v in range(1, 4) for t in every[v * len(texts) + i]
+                     if not (t in seen or seen.add(t))]
+            out.append(terms + extra)
+        return out
+
+    def locate(self, texts: Sequence[str]) -> list[Located]:
+        """Where the terms of :meth:`tokenize` lie in each text, and where its sentences start.
+
+        The same Kiwi analysis as :meth:`tokenize` (one batched call), keeping each term's
+        character offsets in the text and Kiwi's sentence number.
+
+        Returns:
+            One :class:`Located` per text: its terms as ``(term, start, end)`` with
+            ``text[start:end]`` the surface of the morpheme (``샀`` for the stem ``사``), and the
+            offset of each sentence's first token.
+        """
+        if not texts:
+            return []
+        keep = self._match
+        out: list[Located] = []
+        for tokens in self._loader.get().tokenize(list(texts), match_options=0):
+            terms: list[tuple[str, int, int]] = []
+            starts: list[int] = []
+            sentence = -1
+            for tok in tokens:
+                if tok.sent_position != sentence:
+                    sentence = tok.sent_position
+                    starts.append(tok.start)
+                if tok.tag in keep:
+                    terms.append((tok.form.lower(), tok.start, tok.start + tok.len))
+            out.append(Located(terms, starts))
+        return out
+
     def config(self) -> dict[str, Any]:
         """``{"name": "kiwi", "tags": [...], "dicts": [...], "kiwipiepy": "<version>"}``."""
         try:
@@ -183,6 +249,13 @@ class CharBigramAnalyzer:
     def config(self) -> dict[str, Any]:
         """``{"name": "char_bigram"}``."""
         return {"name": "char_bigram"}
+
+
+def query_terms(analyzer: Analyzer, queries: Sequence[str]) -> list[list[str]]:
+    """The terms a search looks up for each query: the analyzer's ``tokenize_queries`` when
+    it has one (Kiwi: robust to spacing), else its ``tokenize``."""
+    tokenize = getattr(analyzer, "tokenize_queries", None) or analyzer.tokenize
+    return tokenize(queries)
 
 
 def analyzer_from_config(

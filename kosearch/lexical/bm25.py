@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from kosearch._batched import batched
 from kosearch.errors import IndexFormatError, MissingDependencyError
-from kosearch.lexical.analyzers import Analyzer, MorphemeAnalyzer
+from kosearch.lexical.analyzers import Analyzer, MorphemeAnalyzer, query_terms
 from kosearch.lexical.format import (
     METHOD,
     DocTerms,
@@ -272,7 +272,7 @@ class LexicalIndex:
             if child.texts == queries:
                 terms = child.terms(self._analyzer.config())
             child.close()
-        return terms if terms is not None else self._analyzer.tokenize(queries)
+        return terms if terms is not None else query_terms(self._analyzer, queries)
 
     def __len__(self) -> int:
         return self._num_docs
@@ -380,6 +380,16 @@ class LexicalIndex:
         if allowed is not None:
             scores[~allowed[hit]] = 0.0  # _top_k keeps positive scores only
         return _top_k(hit, scores, k)
+
+    def idf(self, terms: Sequence[str]) -> list[float]:
+        """The BM25 weight ``idf(t)`` of each term (0.0 for a term no passage holds)."""
+        out = []
+        for term in terms:
+            tid = self._vocab.get(term)
+            df = 0 if tid is None else int(self._indptr[tid + 1] - self._indptr[tid])
+            out.append(0.0 if df == 0 else
+                       float(np.log1p((self._num_docs - df + 0.5) / (df + 0.5))))
+        return out
 
     def config(self) -> dict[str, Any]:
         """The settings for the index manifest: tokenizer config, ``k1``, ``b`` and ``method``."""

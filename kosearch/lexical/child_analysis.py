@@ -138,11 +138,11 @@ def main() -> None:
     ``os._exit`` right after the output is flushed, so that neither Kiwi's ~300 MB of small
     allocations nor the interpreter are torn down while the parent waits for the pipe to close.
     """
-    from kosearch.lexical.analyzers import analyzer_from_config
+    from kosearch.lexical.analyzers import analyzer_from_config, query_terms
 
     request = json.loads(sys.stdin.buffer.read())
     analyzer = analyzer_from_config(tokenizer_config(request["lexical"]))
-    terms = analyzer.tokenize(request["texts"])
+    terms = query_terms(analyzer, request["texts"])
     out = json.dumps({"analyzer": analyzer.config(), "terms": terms}, ensure_ascii=False)
     sys.stdout.write(out)
     sys.stdout.flush()

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, get_args, get_origin, get_type_hints
 
 from kosearch.settings import SearchOptions
-from kosearch.types import HIT_FIELDS, MODES, REPORT_FIELDS, Hit, UpdateReport
+from kosearch.types import HIT_FIELDS, MODES, REPORT_FIELDS, Highlights, Hit, UpdateReport
 
 if TYPE_CHECKING:
     from fastapi import Request
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 #: The :class:`~kosearch.settings.SearchOptions` the HTTP API takes (reranking and fusion are
 #: the server's own choice).
-SEARCH_FIELDS = ("mode", "passages")
+SEARCH_FIELDS = ("mode", "passages", "highlights")
 
 def request_models(
     max_k: int, max_query_chars: int, max_batch: int, max_documents: int
@@ -51,6 +51,9 @@ def request_models(
                        description="Default: hybrid when the index has BM25, else dense.")),
         "passages": (bool, Field(defaults.passages,
                                  description="Raw passage hits, not one per document.")),
+        "highlights": (bool, Field(defaults.highlights, description=(
+            "Give each hit its best sentence(s) for the query and the character offsets of "
+            "the matched words; false: highlights null (a little faster)."))),
         "filter": (dict[str, Any] | None, Field(None, description=(
             'Search only documents whose metadata match (Mongo-style): {"category": "법률"}, '
             '{"year": {"$gte": 2020}}, {"tags": {"$in": ["a", "b"]}}, {"id": {"$in": [...]}}; '
@@ -128,12 +131,28 @@ def _required_fields(cls: type, names: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _json_type(hint: Any) -> Any:
+    if Highlights in get_args(hint):
+        return _highlights_model() | None
     origin = get_origin(hint)
     if origin is Mapping:
         return dict[get_args(hint)]  # type: ignore[misc]
     if origin is tuple:
         return list[get_args(hint)[0]]  # type: ignore[misc]
     return hint
+
+
+def _highlights_model() -> Any:
+    """:meth:`Highlights.to_dict`'s shape: the snippet, its offsets and the matched spans."""
+    from pydantic import Field, create_model
+
+    span = create_model("Span", start=(int, ...), end=(int, ...))
+    return create_model(
+        "Highlights",
+        snippet=(str, Field(..., description="The hit's best sentence(s): text[start:end].")),
+        start=(int, ...), end=(int, ...),
+        spans=(list[span], Field(..., description=(  # type: ignore[valid-type]
+            "Offsets in the hit's text of the matched words, sorted, inside [start, end)."))),
+    )
 
 
 def _json_value(value: Any) -> Any:

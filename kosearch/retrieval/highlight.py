@@ -1,0 +1,196 @@
+"""Highlights: the sentence(s) of each hit that best answer its query, and the matched words.
+
+The query and the passage go through the index's own BM25 analyzer (Kiwi morphemes; a dense-only
+index gets the default one), so a word is highlighted exactly when it yields a BM25 term of the
+query: ``서울에서는`` lights up ``서울`` for the query ``서울 날씨``. The best sentence is the one
+whose matched terms weigh most (BM25 idf when the index has BM25, else 1 per term), ties to the
+earlier; a best sentence shorter than :data:`MIN_CHARS` is joined with its neighbour. A hit
+matching no term gets its first sentence and no spans. (bench/snippets.py measures the choice:
+on KorQuAD dev the idf-weighted sentence holds the answer span for 0.808 of the questions, the
+first sentence for 0.307, the dense model's choice for 0.767, idf + dense for 0.810.)
+
+Only the returned hits are analyzed (one batched Kiwi call; analyses are cached per passage
+text), never the candidates. Offsets are into the hit's own text: text that is not in NFC
+(decomposed Hangul jamo) is normalized for Kiwi and the offsets mapped back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import unicodedata
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from kosearch.types import Highlights, Hit
+
+if TYPE_CHECKING:
+    from kosearch.lexical.analyzers import Located, MorphemeAnalyzer
+
+MIN_CHARS = 40
+"""A best sentence shorter than this many characters is joined with the next (or previous)."""
+CACHE_SIZE = 2048
+"""Passage analyses a :class:`Highlighter` keeps (about 2 KB each)."""
+
+_TERMINALS = frozenset(".!?。！？…‼⁇⁈⁉\"'”’」』)]}》〉")
+_HANGUL_MEDIALS = range(0x1160, 0x1200)  # conjoining vowels and finals: NFC joins them leftwards
+
+#: The weight of each query term (the BM25 idf), given the terms; None weighs every term 1.
+Weights = Callable[[list[str]], list[float]]
+
+
+class Highlighter:
+    """Computes :class:`~kosearch.types.Highlights` with one analyzer, caching passage analyses.
+
+    Args:
+        analyzer: A Kiwi analyzer (anything with ``tokenize`` and ``locate``), ideally the
+            index's BM25 analyzer so that the highlighted words are the BM25 terms.
+        cache_size: Passage analyses kept, least recently used dropped first.
+
+    Example:
+        >>> from kosearch.lexical.analyzers import MorphemeAnalyzer
+        >>> h = Highlighter(MorphemeAnalyzer(num_workers=1))
+        >>> text = "부산은 맑다. 서울에서는 비가 온다고 하니 우산을 챙기세요."
+        >>> h.highlight("서울 날씨", [text])[0].spans
+        ((8, 10),)
+    """
+
+    def __init__(self, analyzer: MorphemeAnalyzer, cache_size: int = CACHE_SIZE) -> None:
+        self.analyzer = analyzer
+        self._cache: OrderedDict[str, Located] = OrderedDict()
+        self._cache_size = cache_size
+
+    def highlight(self, query: str, texts: Sequence[str],
+                  weights: Weights | None = None) -> list[Highlights]:
+        """The highlights of each of ``texts`` for ``query``."""
+        terms = self.analyzer.tokenize_queries([_nfc(query)[0]])[0]  # the BM25 query terms
+        unique = list(dict.fromkeys(terms))
+        weight = dict(zip(unique, weights(unique) if weights else [1.0] * len(unique)))
+        normal = [_nfc(text) for text in texts]
+        located = self._locate([n for n, _ in normal])
+        return [_highlights(text, norm, where, loc, weight)
+                for text, (norm, where), loc in zip(texts, normal, located)]
+
+    def _locate(self, texts: list[str]) -> list[Located]:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        for text, loc in zip(missing, self.analyzer.locate(missing)):
+            self._cache[text] = loc
+        out = []
+        for text in texts:
+            self._cache.move_to_end(text)
+            out.append(self._cache[text])
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return out
+
+
+def highlight_hits(highlighter: Highlighter, queries: Sequence[str],
+                   results: Sequence[list[Hit]], weights: Weights | None = None) -> list[list[Hit]]:
+    """``results`` (one hit list per query) with each hit's ``highlights`` filled in."""
+    out = []
+    for query, hits in zip(queries, results, strict=True):
+        found = highlighter.highlight(query, [h.text for h in hits], weights) if hits else []
+        out.append([dataclasses.replace(h, highlights=x) for h, x in zip(hits, found)])
+    return out
+
+
+def _highlights(text: str, norm: str, where: _Origin | None, loc: Located,
+                weight: dict[str, float]) -> Highlights:
+    """Pick the sentence(s) of ``norm`` (``text`` in NFC) and map the offsets to ``text``."""
+    sentences = sentence_spans(norm, loc.sentence_starts)
+    if not sentences:
+        return Highlights(snippet="", start=0, end=0)
+    lo, hi = snippet_bounds(sentences, sentence_scores(loc, sentences, weight))
+    matched = [(s, e) for term, s, e in loc.terms if term in weight]
+    spans = _merge([(max(s, lo), min(e, hi)) for s, e in matched if s < hi and e > lo])
+    if where is not None:
+        lo, hi = where.span(lo, hi)
+        spans = _merge([where.span(s, e) for s, e in spans])
+    spans = [t for t in (_strip(text, s, e) for s, e in spans) if t[0] < t[1]]
+    return Highlights(snippet=text[lo:hi], start=lo, end=hi, spans=tuple(spans))
+
+
+def sentence_scores(loc: Located, sentences: list[tuple[int, int]],
+                    weight: dict[str, float]) -> list[float]:
+    """Per sentence, the summed weight of the distinct query terms it holds."""
+    scores = []
+    for lo, hi in sentences:
+        found = {term for term, s, _ in loc.terms if lo <= s < hi and term in weight}
+        scores.append(sum(weight[t] for t in found))
+    return scores
+
+
+def snippet_bounds(sentences: list[tuple[int, int]], scores: Sequence[float]) -> tuple[int, int]:
+    """The best-scoring sentence (the earliest on ties), joined with its neighbour when shorter
+    than :data:`MIN_CHARS`."""
+    best = max(range(len(sentences)), key=lambda i: (scores[i], -i))
+    lo, hi = sentences[best]
+    if hi - lo < MIN_CHARS and len(sentences) > 1:
+        if best + 1 < len(sentences):
+            hi = sentences[best + 1][1]
+        else:
+            lo = sentences[best - 1][0]
+    return lo, hi
+
+
+def sentence_spans(text: str, starts: list[int]) -> list[tuple[int, int]]:
+    """Whitespace-trimmed sentence spans from Kiwi's sentence starts, keeping only the starts
+    after whitespace or sentence-final punctuation (Kiwi also splits before an emoji or after
+    Hanja), so that the spans cover every non-space character."""
+    cuts = [0] + [p for p in starts if 0 < p < len(text)
+                  and (text[p - 1].isspace() or text[p - 1] in _TERMINALS)]
+    cuts = sorted(set(cuts)) + [len(text)]
+    return [t for t in (_strip(text, a, b) for a, b in zip(cuts, cuts[1:])) if t[0] < t[1]]
+
+
+def _strip(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted spans with overlapping and touching ones merged (``샀`` is ``사`` and ``었``)."""
+    out: list[tuple[int, int]] = []
+    for s, e in sorted(spans):
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        elif s < e:
+            out.append((s, e))
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class _Origin:
+    """For each character of an NFC text, the span of the original text it came from."""
+
+    lo: list[int]
+    hi: list[int]
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        return self.lo[start], self.hi[end - 1] if end > start else self.lo[start]
+
+
+def _nfc(text: str) -> tuple[str, _Origin | None]:
+    """``text`` in NFC, and where each of its characters came from (None: unchanged).
+
+    Normalizes segment by segment, a segment being a starter with the marks and conjoining
+    jamo that follow it; if that differs from normalizing the whole text (it never should),
+    the text is analyzed as it is.
+    """
+    if unicodedata.is_normalized("NFC", text):
+        return text, None
+    cuts = [i for i, c in enumerate(text)
+            if i == 0 or (unicodedata.combining(c) == 0 and ord(c) not in _HANGUL_MEDIALS)]
+    parts, lo, hi = [], [], []
+    for a, b in zip(cuts, [*cuts[1:], len(text)]):
+        part = unicodedata.normalize("NFC", text[a:b])
+        parts.append(part)
+        lo += [a] * len(part)
+        hi += [b] * len(part)
+    norm = "".join(parts)
+    if norm != unicodedata.normalize("NFC", text):
+        return text, None
+    return norm, _Origin(lo, hi)
