@@ -106,6 +106,17 @@ def choice(args: argparse.Namespace) -> None:
             lo, hi = highlight.snippet_bounds(sents, scores[m])
             lengths[m].append(hi - lo)
             hits[m] += any(lo <= a and b <= hi for a, b in answers[query["_id"]])
+    shipped, read = 0, 0
+    highlighter = highlight.Highlighter(analyzer)
+    for query in queries:  # what kosearch ships: Kiwi reads the best rough sentences only
+        text = corpus[qrels[query["_id"]]]["text"]
+        found = highlighter.highlight(query["text"], [text], bm25.idf)[0]
+        shipped += any(found.start <= a and b <= found.end for a, b in answers[query["_id"]])
+        weight = dict.fromkeys(analyzer.tokenize_queries([query["text"]])[0], 1.0)
+        read += sum(hi - lo for lo, hi in highlight.rough_candidates(text, weight))
+    total = sum(len(corpus[qrels[q["_id"]]]["text"]) for q in queries)
+    print(f"shipped (idf, Kiwi on the best {highlight.ROUGH_CANDIDATES} rough sentences): answer "
+          f"in snippet {shipped / len(queries):.3f}; Kiwi reads {read / total:.0%} of the text")
     print(f"{len(queries)} questions (KorQuAD dev), relevant passage; answer span inside the "
           f"snippet (min {highlight.MIN_CHARS} chars):")
     print("| method | answer in snippet | mean snippet chars |")

@@ -9,14 +9,21 @@ matching no term gets its first sentence and no spans. (bench/snippets.py measur
 on KorQuAD dev the idf-weighted sentence holds the answer span for 0.808 of the questions, the
 first sentence for 0.307, the dense model's choice for 0.767, idf + dense for 0.810.)
 
-Only the returned hits are analyzed (one batched Kiwi call; analyses are cached per passage
-text), never the candidates. Offsets are into the hit's own text: text that is not in NFC
-(decomposed Hangul jamo) is normalized for Kiwi and the offsets mapped back.
+Only the returned hits are analyzed, never the candidates, and of each hit only the parts that
+can hold the best sentence: the passage is cut into rough sentences at sentence-final punctuation
+and line breaks (shorter ones joined to their neighbour), each rough sentence is scored by the
+query terms found in it as plain substrings, and only the best :data:`ROUGH_CANDIDATES` go to Kiwi
+(one batched call for all hits; analyses are cached per text), which then picks the sentence and
+the matched morphemes as above. Kiwi reads about a third of each passage so, and the choice holds
+the answer about as often as analyzing whole passages did (bench/snippets.py). Offsets are into
+the hit's own text: text that is not in NFC (decomposed Hangul jamo) is normalized for Kiwi and
+the offsets mapped back.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -30,8 +37,11 @@ if TYPE_CHECKING:
 MIN_CHARS = 40
 """A best sentence shorter than this many characters is joined with the next (or previous)."""
 CACHE_SIZE = 2048
-"""Passage analyses a :class:`Highlighter` keeps (about 2 KB each)."""
+"""Text analyses a :class:`Highlighter` keeps (about 2 KB each)."""
+ROUGH_CANDIDATES = 1
+"""Rough sentences of a hit that Kiwi analyzes (the best by plain substring matches)."""
 
+_BREAK = re.compile(r"\s+")
 _TERMINALS = frozenset(".!?。！？…‼⁇⁈⁉\"'”’」』)]}》〉")
 _HANGUL_MEDIALS = range(0x1160, 0x1200)  # conjoining vowels and finals: NFC joins them leftwards
 
@@ -67,9 +77,12 @@ class Highlighter:
         unique = list(dict.fromkeys(terms))
         weight = dict(zip(unique, weights(unique) if weights else [1.0] * len(unique)))
         normal = [_nfc(text) for text in texts]
-        located = self._locate([n for n, _ in normal])
-        return [_highlights(text, norm, where, loc, weight)
-                for text, (norm, where), loc in zip(texts, normal, located)]
+        parts = [rough_candidates(norm, weight) for norm, _ in normal]
+        located = iter(self._locate([norm[lo:hi] for (norm, _), found in zip(normal, parts)
+                                     for lo, hi in found]))
+        return [_highlights(text, norm, where, [(lo, hi, next(located)) for lo, hi in found],
+                            weight)
+                for text, (norm, where), found in zip(texts, normal, parts)]
 
     def _locate(self, texts: list[str]) -> list[Located]:
         missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
@@ -94,15 +107,67 @@ def highlight_hits(highlighter: Highlighter, queries: Sequence[str],
     return out
 
 
-def _highlights(text: str, norm: str, where: _Origin | None, loc: Located,
-                weight: dict[str, float]) -> Highlights:
-    """Pick the sentence(s) of ``norm`` (``text`` in NFC) and map the offsets to ``text``."""
-    sentences = sentence_spans(norm, loc.sentence_starts)
-    if not sentences:
+def rough_candidates(text: str, weight: dict[str, float]) -> list[tuple[int, int]]:
+    """The :data:`ROUGH_CANDIDATES` rough sentences of ``text`` whose plain-substring matches of
+    the query terms weigh most (the earlier on ties), in text order."""
+    units = rough_sentences(text)
+    if len(units) <= ROUGH_CANDIDATES:
+        return units
+    lowered = text.lower()
+    scores = [sum(w for term, w in weight.items() if term in lowered[lo:hi]) for lo, hi in units]
+    best = sorted(range(len(units)), key=lambda i: (-scores[i], i))[:ROUGH_CANDIDATES]
+    out: list[tuple[int, int]] = []
+    for i in sorted(best):  # each with the next one, which a short best sentence may join
+        lo, hi = units[i][0], units[min(i + 1, len(units) - 1)][1]
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], hi)
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def rough_sentences(text: str) -> list[tuple[int, int]]:
+    """``text`` cut at whitespace after sentence-final punctuation and at line breaks, each
+    piece shorter than :data:`MIN_CHARS` joined to the next (the last to the previous)."""
+    cuts = [0] + [m.end() for m in _BREAK.finditer(text)
+                  if "\n" in m.group() or (m.start() > 0 and text[m.start() - 1] in _TERMINALS)]
+    pieces = [t for t in (_strip(text, a, b) for a, b in zip(cuts, [*cuts[1:], len(text)]))
+              if t[0] < t[1]]
+    units: list[tuple[int, int]] = []
+    pending: tuple[int, int] | None = None
+    for lo, hi in pieces:
+        if pending is not None:
+            lo = pending[0]
+        pending = (lo, hi) if hi - lo < MIN_CHARS else None
+        if pending is None:
+            units.append((lo, hi))
+    if pending is not None:
+        if units:
+            units[-1] = (units[-1][0], pending[1])
+        else:
+            units.append(pending)
+    return units
+
+
+def _highlights(text: str, norm: str, where: _Origin | None,
+                parts: list[tuple[int, int, Located]], weight: dict[str, float]) -> Highlights:
+    """Pick the sentence(s) of ``norm`` (``text`` in NFC), given the analyses of some of its
+    parts (their offsets and Kiwi's analysis), and map the offsets to ``text``."""
+    best: tuple[float, int, int, list[tuple[int, int]]] | None = None
+    for offset, end, loc in parts:
+        sentences = sentence_spans(norm[offset:end], loc.sentence_starts)
+        if not sentences:
+            continue
+        scores = sentence_scores(loc, sentences, weight)
+        lo, hi = snippet_bounds(sentences, scores)
+        if best is None or max(scores) > best[0]:
+            matched = [(s, e) for term, s, e in loc.terms if term in weight and s < hi and e > lo]
+            best = (max(scores), lo + offset, hi + offset,
+                    [(max(s, lo) + offset, min(e, hi) + offset) for s, e in matched])
+    if best is None:
         return Highlights(snippet="", start=0, end=0)
-    lo, hi = snippet_bounds(sentences, sentence_scores(loc, sentences, weight))
-    matched = [(s, e) for term, s, e in loc.terms if term in weight]
-    spans = _merge([(max(s, lo), min(e, hi)) for s, e in matched if s < hi and e > lo])
+    _, lo, hi, found = best
+    spans = _merge(found)
     if where is not None:
         lo, hi = where.span(lo, hi)
         spans = _merge([where.span(s, e) for s, e in spans])
