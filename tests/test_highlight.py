@@ -227,3 +227,28 @@ def test_server_responses_carry_highlights(index: Index) -> None:
     assert [hit["text"][s["start"]:s["end"]] for s in found["spans"]] == ["서울", "예보"]
     assert [h["highlights"] for h in off["results"][0]["hits"]] == [None] * 3
     assert {"snippet", "start", "end", "spans"} <= set(schema["Highlights"]["properties"])
+
+
+def test_kiwi_reads_only_the_best_rough_sentence_and_the_next() -> None:
+    from kosearch.retrieval.highlight import rough_candidates, rough_sentences
+
+    filler = "이 문장은 질문과 아무 관계가 없는 긴 설명으로 채워져 있는 문장입니다."
+    answer = "서울에서는 내일 비가 온다는 예보가 나왔습니다."
+    parts = [filler] * 4 + ["짧다.", answer, filler, filler]
+    text = " ".join(parts)
+    units = rough_sentences(text)
+    assert all(text[lo:hi].strip() == text[lo:hi] for lo, hi in units)
+    assert any(text[lo:hi].startswith("짧다. 서울에서는") for lo, hi in units)  # a short one joins
+    (lo, hi), = rough_candidates(text, {"서울": 1.0, "예보": 2.0})
+    assert text[lo:hi].startswith("짧다. 서울에서는") and text[lo:hi].endswith(filler)
+    assert hi - lo < len(text) / 2
+
+
+def test_the_best_sentence_is_found_deep_in_a_long_passage(analyzer: MorphemeAnalyzer) -> None:
+    filler = "이 문장은 질문과 아무 관계가 없는 긴 설명으로 채워져 있는 문장입니다."
+    answer = "서울에서는 내일 오후부터 밤늦게까지 곳곳에 강한 비가 내린다는 기상청의 예보가 있다."
+    assert len(answer) >= MIN_CHARS
+    text = "\n".join([filler] * 6 + [answer] + [filler] * 6)
+    found = Highlighter(analyzer).highlight("서울 예보", [text])[0]
+    assert found.snippet == answer
+    assert [text[s:e] for s, e in found.spans] == ["서울", "예보"]
