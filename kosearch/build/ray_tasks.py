@@ -151,6 +151,8 @@ class EncodeActor:
         import numpy as np
         import pyarrow as pa
 
+        from kosearch.storage.passages import passage_columns
+
         rows = batch.to_pydict()
         docs = [Document(id=i, text=t, title=h) for i, t, h in
                 zip(rows["id"], rows["text"], rows["title"])]
@@ -159,12 +161,7 @@ class EncodeActor:
         vectors = self.encoder.encode_passages([self.chunker.encode_text(p) for p in passages])
         at = [of[p.doc_id] for p in passages]
         columns: dict[str, Any] = {
-            "doc_id": [p.doc_id for p in passages],
-            "chunk": [p.chunk for p in passages],
-            "text": [p.text for p in passages],
-            "title": [p.title for p in passages],
-            "start": [p.start for p in passages],
-            "end": [p.end for p in passages],
+            **passage_columns(passages),
             "meta": [rows["meta"][i] for i in at],
             "hash": [rows["hash"][i] for i in at],
             "rank": pa.array([rows["rank"][i] for i in at], pa.int64()),

@@ -154,6 +154,19 @@ class PassageWriter:
         self._rows += n
 
 
+def passage_columns(passages: Sequence[Passage]) -> dict[str, list[Any]]:
+    """The columns a passage row takes from the passage itself (``meta`` and ``hash`` come from
+    its document)."""
+    return {
+        "doc_id": [p.doc_id for p in passages],
+        "chunk": [p.chunk for p in passages],
+        "text": [p.text for p in passages],
+        "title": [p.title for p in passages],
+        "start": [p.start for p in passages],
+        "end": [p.end for p in passages],
+    }
+
+
 class PassageTable:
     """Row-aligned passage records, stored as Parquet (zstd, row groups of 8192).
 
@@ -191,12 +204,7 @@ class PassageTable:
         if len(passages) != len(metas):
             raise ValueError(f"got {len(passages)} passages but {len(metas)} metas")
         columns = {
-            "doc_id": [p.doc_id for p in passages],
-            "chunk": [p.chunk for p in passages],
-            "text": [p.text for p in passages],
-            "title": [p.title for p in passages],
-            "start": [p.start for p in passages],
-            "end": [p.end for p in passages],
+            **passage_columns(passages),
             "meta": [encode_meta(m, p.doc_id) for p, m in zip(passages, metas)],
             "hash": [""] * len(passages),
         }
