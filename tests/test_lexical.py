@@ -376,3 +376,7 @@ def test_search_scored_scores_the_given_rows_as_search_does() -> None:
     assert none == [] and zeros.tolist() == [0.0, 0.0]
     with pytest.raises(ValueError, match="rows"):
         idx.search_scored(["사과"], 1, [[5]])
+    for call in (lambda m: idx.search(["사과"], 1, allowed=m),
+                 lambda m: idx.search_scored(["사과"], 1, [[0]], allowed=m)):
+        with pytest.raises(ValueError, match="mask covers 3 rows"):
+            call(mask[:3])

@@ -312,10 +312,7 @@ class LexicalIndex:
         Raises:
             ValueError: If ``k < 1``.
         """
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        if allowed is not None and len(allowed) != self._num_docs:
-            raise ValueError(f"the mask covers {len(allowed)} rows, the index {self._num_docs}")
+        self._check_request(k, allowed)
         return [self._search_terms(terms, k, allowed)
                 for terms in self._analyze_queries(list(queries))]
 
@@ -333,11 +330,10 @@ class LexicalIndex:
         limits the top-k only (the given rows are scored whatever the mask says).
 
         Raises:
-            ValueError: If ``k < 1``, ``rows`` does not hold one sequence per query, or a row
-                is out of range.
+            ValueError: If ``k < 1``, the mask does not cover the index, ``rows`` does not hold
+                one sequence per query, or a row is out of range.
         """
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        self._check_request(k, allowed)
         if len(rows) != len(queries):
             raise ValueError(f"got {len(rows)} row lists for {len(queries)} queries")
         out = []
@@ -355,6 +351,12 @@ class LexicalIndex:
                 scores[~allowed[hit]] = 0.0  # _top_k keeps positive scores only
             out.append((_top_k(hit, scores, k), given))
         return out
+
+    def _check_request(self, k: int, allowed: NDArray[np.bool_] | None) -> None:
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if allowed is not None and len(allowed) != self._num_docs:
+            raise ValueError(f"the mask covers {len(allowed)} rows, the index {self._num_docs}")
 
     def _scores(
         self, terms: list[str]
