@@ -17,6 +17,7 @@ Usage (from the repo root):
   python bench/oneshot.py                       # builds a 3,000-passage NSMC index if needed
   python bench/oneshot.py --baseline /work/main --rounds 5
   python bench/oneshot.py --index my-index --query "..." --json out.json
+  python bench/oneshot.py --no-highlights-too      # what highlights add, per mode
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--baseline", type=Path, default=None,
                         help="another kosearch checkout to compare with, in the same run")
+    parser.add_argument("--no-highlights-too", action="store_true",
+                        help="also time each mode with --no-highlights (this checkout)")
     parser.add_argument("--json", dest="json_out", default=None)
     args = parser.parse_args()
     trees = {"": ROOT}
@@ -94,6 +97,9 @@ def main() -> None:
     for mode in MODES:
         for label in trees:
             commands[f"{label}query --mode {mode}"] = ([*query, "--mode", mode], envs[label])
+        if args.no_highlights_too:
+            commands[f"{list(trees)[-1]}query --mode {mode} --no-highlights"] = (
+                [*query, "--mode", mode, "--no-highlights"], envs[list(trees)[-1]])
     print(cpu_line())
     print(f"index {args.index}, {args.rounds} rounds after one warm-up; "
           f"load average {os.getloadavg()[0]:.1f} at the start", flush=True)
@@ -106,7 +112,7 @@ def main() -> None:
             samples[name].append(timed(*commands[name]))
         print(f"round {round_no + 1} (load avg {os.getloadavg()[0]:.1f}): " + ", ".join(
             f"{n} {samples[n][-1][0]:.2f}" for n in commands), flush=True)
-    print(f"\n{'command':<34} {'last byte s':>11} {'min':>6} {'exit s':>7} {'CPU s':>6}"
+    print(f"\n{'command':<44} {'last byte s':>11} {'min':>6} {'exit s':>7} {'CPU s':>6}"
           f"   (medians of {args.rounds}; load avg {os.getloadavg()[0]:.1f} at the end)")
     rows = {}
     for name, values in samples.items():
@@ -114,7 +120,7 @@ def main() -> None:
         rows[name] = {"last_byte_s": round(first, 3), "exit_s": round(exit_, 3),
                       "cpu_s": round(cpu, 3),
                       "samples": [[round(x, 3) for x in v] for v in values]}
-        print(f"{name:<34} {first:11.2f} {min(v[0] for v in values):6.2f} {exit_:7.2f} "
+        print(f"{name:<44} {first:11.2f} {min(v[0] for v in values):6.2f} {exit_:7.2f} "
               f"{cpu:6.2f}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(

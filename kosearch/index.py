@@ -78,6 +78,7 @@ class Index:
         self.last_report: UpdateReport | None = None  # what the last build or update did
         self._highlighter: Highlighter | None = None  # made on the first search with highlights
         self._fallback_analyzer: MorphemeAnalyzer | None = None  # Kiwi for an index without BM25
+        self._analysis: ChildAnalysis | None = None  # a child analyzing the next search's texts
 
     manifest = property(lambda self: self._parts.manifest, doc="What the index was built from.")
     store = property(lambda self: self._parts.store, doc="The FAISS vectors.")
@@ -251,24 +252,33 @@ class Index:
         return Mode.HYBRID if self.lexical is not None else Mode.DENSE
 
     def warm_up(self, mode: Mode | str | None = None, queries: Sequence[str] | None = None, *,
-                analysis: ChildAnalysis | None = None) -> None:
+                analysis: ChildAnalysis | None = None, highlights: bool = True) -> None:
         """Start loading what searches in ``mode`` need, in the background; return at once.
 
         ``mode`` defaults to :attr:`default_mode`. The query encoder loads in a background
         thread (errors are raised by the first search). For BM25, Kiwi loads in another thread,
-        except given the ``queries`` about to be searched (hybrid or lexical mode): a child
-        process on another core analyzes them instead (Kiwi holds the GIL while it loads, and
-        this process then never loads it), unless ``analysis`` is such a child already started
-        (``ChildAnalysis.start``).
+        except given the ``queries`` about to be searched: then a child process on another core
+        analyzes them (Kiwi holds the GIL while it loads), and with ``highlights`` also the hits
+        of the next search, in any mode, so this process never loads Kiwi. ``analysis`` is such
+        a child already started (``ChildAnalysis.start``); the next search stops it.
         """
         chosen = self.default_mode if mode is None else parse_mode(mode)
-        if chosen != Mode.DENSE and self.lexical is not None:
-            if (analysis is None and queries is not None
-                    and self.path is not None and self._encoder is None):
-                from kosearch.lexical.child_analysis import ChildAnalysis
+        bm25 = chosen != Mode.DENSE and self.lexical is not None
+        if (analysis is None and queries is not None and (bm25 or highlights)
+                and self.path is not None and self._encoder is None):
+            from kosearch.lexical.child_analysis import ChildAnalysis
 
-                analysis = ChildAnalysis.start(self.path / LEXICAL_DIR, queries)
+            lexical_dir = self.path / LEXICAL_DIR
+            analysis = ChildAnalysis.start(lexical_dir if lexical_dir.is_dir() else None,
+                                           queries)
+        if analysis is not None:
+            if self._analysis is not None and self._analysis is not analysis:
+                self._analysis.close()
+            self._analysis = analysis if highlights else None
+        if bm25:
             self.lexical.warm_up(analysis)
+        elif analysis is not None and not highlights:
+            analysis.close()
         if chosen != Mode.LEXICAL and self._encoder is None:
             self._query_encoder.start()
 
@@ -323,24 +333,42 @@ class Index:
         if not queries or self.store.ntotal == 0:
             return [[] for _ in queries]
         with self._lock:
-            for spec in filters or ():  # a bad filter fails before the model loads
-                if spec is not None:
-                    self._searcher.subset(spec)
-            reranker = self._rerankers.get(rerank)
-            vectors = None
-            if chosen == Mode.HYBRID and query_vectors is None:
-                self.lexical.warm_up()  # Kiwi loads beside the GIL-free parts of encoding
-            if chosen != Mode.LEXICAL:
-                vectors = (self.encoder.encode_queries(queries) if query_vectors is None else
-                           check_query_vectors(query_vectors, len(queries), self.store.dim))
-            results = self._searcher.search(queries, vectors, chosen, k, passages=passages,
-                                            reranker=reranker, rerank_top=rerank_top,
-                                            fusion=fusion, filters=filters)
-            return self._highlight(queries, results) if highlights else results
+            analysis, self._analysis = self._analysis, None  # serves this search only
+            try:
+                return self._search_batch(queries, k, chosen, filters, query_vectors, analysis,
+                                          highlights, passages=passages, rerank=rerank,
+                                          rerank_top=rerank_top, fusion=fusion)
+            finally:
+                if analysis is not None:
+                    analysis.close()
 
-    def _highlight(self, queries: list[str], results: list[list[Hit]]) -> list[list[Hit]]:
-        """The hits with their highlights, by the BM25 analyzer (a Kiwi one if there is none)."""
+    def _search_batch(self, queries: list[str], k: int, chosen: Mode, filters: Any,
+                      query_vectors: Any, analysis: ChildAnalysis | None, highlights: bool, *,
+                      passages: bool, rerank: Reranker | str | None, rerank_top: int,
+                      fusion: Fusion | None) -> list[list[Hit]]:
+        for spec in filters or ():  # a bad filter fails before the model loads
+            if spec is not None:
+                self._searcher.subset(spec)
+        reranker = self._rerankers.get(rerank)
+        vectors = None
+        if chosen == Mode.HYBRID and query_vectors is None:
+            self.lexical.warm_up()  # Kiwi loads beside the GIL-free parts of encoding
+        if chosen != Mode.LEXICAL:
+            vectors = (self.encoder.encode_queries(queries) if query_vectors is None else
+                       check_query_vectors(query_vectors, len(queries), self.store.dim))
+        results = self._searcher.search(queries, vectors, chosen, k, passages=passages,
+                                        reranker=reranker, rerank_top=rerank_top,
+                                        fusion=fusion, filters=filters)
+        if not highlights:
+            return results
+        return self._highlight(queries, results, analysis)
+
+    def _highlight(self, queries: list[str], results: list[list[Hit]],
+                   analysis: ChildAnalysis | None = None) -> list[list[Hit]]:
+        """The hits with their highlights, by the BM25 analyzer (a Kiwi one if there is none),
+        analyzed by the ``analysis`` child where Kiwi is not loaded here."""
         from kosearch.lexical.analyzers import MorphemeAnalyzer
+        from kosearch.lexical.child_analysis import ChildAnalyzer
         from kosearch.retrieval.highlight import Highlighter, highlight_hits
 
         lexical = self.lexical
@@ -350,9 +378,12 @@ class Index:
             analyzer = self._fallback_analyzer
             if analyzer is None:
                 analyzer = self._fallback_analyzer = MorphemeAnalyzer()
+        weights = None if lexical is None else lexical.idf
+        if analysis is not None and not analyzer.loaded:
+            remote = Highlighter(ChildAnalyzer(analysis, analyzer))  # type: ignore[arg-type]
+            return highlight_hits(remote, queries, results, weights)
         if self._highlighter is None or self._highlighter.analyzer is not analyzer:
             self._highlighter = Highlighter(analyzer)
-        weights = None if lexical is None else lexical.idf
         return highlight_hits(self._highlighter, queries, results, weights)
 
     def encode_queries(self, queries: Sequence[str]) -> Any:

@@ -195,8 +195,8 @@ def search_directory(
     as for :meth:`~kosearch.index.Index.search_batch`; ``model``, ``device`` and
     ``query_backend`` as for :meth:`~kosearch.index.Index.load`.
 
-    In hybrid and lexical mode another core analyzes the queries for BM25 (a child process)
-    while this process loads the index (and the query model); see
+    Another core (a child process) analyzes the queries for BM25, and the hits for their
+    highlights, while this process loads the index (and the query model); see
     :meth:`kosearch.index.Index.warm_up`.
     """
     from kosearch.lexical.child_analysis import ChildAnalysis
@@ -204,12 +204,15 @@ def search_directory(
     options = options or SearchOptions()
     texts = list(queries)
     bm25 = options.mode is None or str(options.mode) in (Mode.HYBRID.value, Mode.LEXICAL.value)
-    analysis = ChildAnalysis.start(Path(path) / LEXICAL_DIR, texts) if bm25 else None
+    lexical = Path(path) / LEXICAL_DIR
+    analysis = None
+    if bm25 or options.highlights:  # an index without BM25 highlights with the default Kiwi
+        analysis = ChildAnalysis.start(lexical if lexical.is_dir() else None, texts)
     try:
         from kosearch.index import Index
 
         index = Index.load(path, model=model, device=device, query_backend=query_backend)
-        index.warm_up(options.mode, texts, analysis=analysis)
+        index.warm_up(options.mode, texts, analysis=analysis, highlights=options.highlights)
         index.set_search_params(nprobe=nprobe, ef_search=ef_search)
         return index.search_batch(texts, k, filter=filter, **options.keywords())
     finally:

@@ -190,6 +190,31 @@ def test_no_child_analysis_without_a_second_core_or_a_lexical_part(
     assert ChildAnalysis.start(lexical_dir, QUERIES) is None
 
 
+def test_the_child_locates_hits_and_analyzes_other_queries_as_kiwi_does_here(
+    lexical_dir: Path
+) -> None:
+    analysis = ChildAnalysis.start(lexical_dir, QUERIES)
+    assert analysis is not None
+    analyzer = read_analyzer(lexical_dir)
+    config = analyzer.config()
+    texts = [HAIG, "서울에서는 지하철이 가장 편리하다. 부산은 멀다!", ""]
+    assert analysis.locate(config, texts) == analyzer.locate(texts)  # type: ignore[attr-defined]
+    assert analysis.query_terms(config, ["해운대해수욕장"]) == query_terms(
+        analyzer, ["해운대해수욕장"])
+    other = MorphemeAnalyzer(dicts=LEGACY_DICTS).config()
+    assert analysis.locate(other, texts) is None  # another analyzer's offsets: not usable
+    analysis.close()
+    assert analysis.locate(config, texts) is None  # stopped: the caller analyzes here
+    assert analysis.terms(config) == query_terms(analyzer, QUERIES)  # kept from before
+
+
+def test_without_a_lexical_index_the_child_uses_the_default_kiwi_analyzer() -> None:
+    analysis = ChildAnalysis.start(None, QUERIES)
+    assert analysis is not None
+    assert analysis.analyzer_config == MorphemeAnalyzer().config()
+    analysis.close()
+
+
 # ------------------------------------------------------------------ Index.warm_up
 
 
@@ -212,6 +237,45 @@ def test_warm_up_then_search_ranks_as_a_cold_search(saved: Path) -> None:
     dense.warm_up("dense")
     dense.search_batch(queries, 3, mode="dense", highlights=False)  # highlights need Kiwi
     assert dense.lexical is not None and not dense.lexical.analyzer.loaded  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "lexical", "dense"])
+def test_a_search_after_warm_up_takes_its_highlights_from_the_child(saved: Path,
+                                                                     mode: str) -> None:
+    """Same hits and highlights as a search analyzing here, and Kiwi never loads here."""
+    queries = [doc.text[:12] for doc in SAMPLE_DOCS[:3]]
+    want = Index.load(saved, encoder=HashEncoder()).search_batch(queries, 3, mode=mode)
+    assert all(hits[0].highlights is not None and hits[0].highlights.spans for hits in want)
+    index = Index.load(saved, encoder=HashEncoder())
+    analysis = ChildAnalysis.start(saved / "lexical", queries)
+    assert analysis is not None
+    index.warm_up(mode, queries, analysis=analysis)
+    assert index.search_batch(queries, 3, mode=mode) == want
+    assert index.lexical is not None and not index.lexical.analyzer.loaded  # type: ignore[attr-defined]
+    assert analysis.locate(index.lexical.analyzer.config(), ["서울"]) is None  # it served one search
+
+
+def test_a_dense_only_index_highlights_through_the_child(tmp_path: Path) -> None:
+    Index.build(SAMPLE_DOCS, tmp_path / "idx", encoder=HashEncoder(), lexical=False)
+    queries = [SAMPLE_DOCS[2].text[:15]]
+    want = Index.load(tmp_path / "idx", encoder=HashEncoder()).search_batch(queries, 3)
+    index = Index.load(tmp_path / "idx", encoder=HashEncoder())
+    index.warm_up(queries=queries, analysis=ChildAnalysis.start(None, queries))
+    assert index.search_batch(queries, 3) == want
+    assert index._fallback_analyzer is not None and not index._fallback_analyzer.loaded
+
+
+def test_a_child_that_dies_before_the_highlights_only_costs_the_speed(saved: Path) -> None:
+    queries = [SAMPLE_DOCS[0].text[:12]]
+    want = Index.load(saved, encoder=HashEncoder()).search_batch(queries, 3)
+    index = Index.load(saved, encoder=HashEncoder())
+    analysis = ChildAnalysis.start(saved / "lexical", queries)
+    assert analysis is not None and analysis.analyzer_config is not None  # it has answered
+    index.warm_up(queries=queries, analysis=analysis)
+    analysis._process.kill()  # dies before the hits are located
+    analysis._process.wait()
+    assert index.search_batch(queries, 3) == want
+    assert index.lexical is not None and index.lexical.analyzer.loaded  # type: ignore[attr-defined]
 
 
 def test_an_encoder_that_fails_in_the_background_fails_the_search(saved: Path) -> None:
@@ -256,9 +320,17 @@ def test_hybrid_cli_query_analyzes_in_a_child_and_matches_the_library(
     want = Index.load(saved, encoder=HashEncoder()).search(query, 3, mode="lexical")
     assert got == [(h.id, round(h.score, 5)) for h in want]
     started.clear()
-    result = CliRunner().invoke(cli, ["query", query, *args, "--mode", "dense"])
+    result = CliRunner().invoke(cli, ["query", query, *args, "--mode", "dense", "--json"])
     assert result.exit_code == 0, result.output
-    assert started == []  # no BM25: no child
+    assert len(started) == 1 and started[0] is not None  # for the highlights
+    want = Index.load(saved, encoder=HashEncoder()).search(query, 10, mode="dense")
+    assert [h["highlights"] for h in json.loads(result.stdout)["hits"]] == [
+        h.to_dict()["highlights"] for h in want]
+    started.clear()
+    result = CliRunner().invoke(cli, ["query", query, *args, "--mode", "dense",
+                                      "--no-highlights"])
+    assert result.exit_code == 0, result.output
+    assert started == []  # no BM25, no highlights: no child
 
 
 def test_a_search_reads_passages_without_importing_pandas(saved: Path) -> None:

@@ -267,11 +267,9 @@ class LexicalIndex:
 
     def _analyze_queries(self, queries: list[str]) -> list[list[str]]:
         child, terms = self._child_analysis, None
-        self._child_analysis = None
-        if child is not None:
-            if child.texts == queries:
-                terms = child.terms(self._analyzer.config())
-            child.close()
+        self._child_analysis = None  # it served this search (it stops once nothing holds it)
+        if child is not None and child.texts == queries:
+            terms = child.terms(self._analyzer.config())
         return terms if terms is not None else query_terms(self._analyzer, queries)
 
     def __len__(self) -> int:
