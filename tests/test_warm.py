@@ -167,6 +167,19 @@ def test_a_search_uses_the_child_analysis_and_never_loads_kiwi(lexical_dir: Path
     assert index.analyzer.loaded  # type: ignore[attr-defined]
 
 
+def test_every_pass_of_a_search_takes_the_child_terms_once_given(lexical_dir: Path) -> None:
+    """A hybrid search looks the query terms up twice (its candidates, then the exact scores
+    of the candidate union): neither pass may load Kiwi here."""
+    want = LexicalIndex.load(lexical_dir).search_scored(QUERIES, 2, [[0, 1], [2]])
+    index = LexicalIndex.load(lexical_dir)
+    index.warm_up(ChildAnalysis.start(lexical_dir, QUERIES))
+    index.search(QUERIES, 2)
+    got = index.search_scored(QUERIES, 2, [[0, 1], [2]])
+    assert [hits for hits, _ in got] == [hits for hits, _ in want]
+    assert all((a == b).all() for (_, a), (_, b) in zip(got, want))
+    assert not index.analyzer.loaded  # type: ignore[attr-defined]
+
+
 def test_a_failed_child_analysis_falls_back_to_analyzing_here(
     tmp_path: Path, lexical_dir: Path
 ) -> None:

@@ -154,6 +154,7 @@ class LexicalIndex:
         self._b = b
         self._terms = terms
         self._child_analysis: ChildAnalysis | None = None  # queries being analyzed by a child
+        self._last_terms: tuple[list[str], list[list[str]]] | None = None  # the last queries'
 
     @classmethod
     def build(
@@ -266,11 +267,19 @@ class LexicalIndex:
             self._analyzer.warm_up()  # type: ignore[attr-defined]
 
     def _analyze_queries(self, queries: list[str]) -> list[list[str]]:
+        """The query terms of ``queries``: those of the last call again for the same queries
+        (a hybrid search looks them up in several passes), else the child's, else analyzed
+        here."""
+        if self._last_terms is not None and self._last_terms[0] == queries:
+            return self._last_terms[1]
         child, terms = self._child_analysis, None
         self._child_analysis = None  # it served this search (it stops once nothing holds it)
         if child is not None and child.texts == queries:
             terms = child.terms(self._analyzer.config())
-        return terms if terms is not None else query_terms(self._analyzer, queries)
+        if terms is None:
+            terms = query_terms(self._analyzer, queries)
+        self._last_terms = (list(queries), terms)
+        return terms
 
     def __len__(self) -> int:
         return self._num_docs
