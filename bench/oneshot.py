@@ -29,6 +29,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,12 +51,14 @@ def build_index(target: Path, corpus: Path, n: int, env: dict[str, str]) -> None
                     str(target), "--model", str(MODEL)], check=True, env=env)
 
 
-def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, float]:
+def timed(command: list[str], env: dict[str, str], cwd: str) -> tuple[float, float, float]:
     """Seconds to the last byte of stdout, seconds to exit, CPU seconds (user + system)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
+    # From a neutral directory: ``python -m`` puts the working directory first on sys.path,
+    # which would shadow the checkout that PYTHONPATH picks (the repo root's kosearch/).
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL)
+                               stderr=subprocess.DEVNULL, cwd=cwd)
     assert process.stdout is not None
     last = None
     while process.stdout.read1(65536):
@@ -82,6 +85,7 @@ def main() -> None:
                         help="also time each mode with --no-highlights (this checkout)")
     parser.add_argument("--json", dest="json_out", default=None)
     args = parser.parse_args()
+    args.index = args.index.resolve()
     trees = {"": ROOT}
     if args.baseline is not None:
         trees = {"before: ": args.baseline.resolve(), "after: ": ROOT}
@@ -103,13 +107,21 @@ def main() -> None:
     print(cpu_line())
     print(f"index {args.index}, {args.rounds} rounds after one warm-up; "
           f"load average {os.getloadavg()[0]:.1f} at the start", flush=True)
+    neutral = tempfile.mkdtemp(prefix="kosearch-oneshot-")  # an empty working directory
+    for label, tree in trees.items():  # each label must run its own checkout's kosearch
+        where = subprocess.run([sys.executable, "-c", "import kosearch; print(kosearch.__file__)"],
+                               env=envs[label], cwd=neutral, capture_output=True, text=True,
+                               check=True).stdout.strip()
+        if not Path(where).resolve().is_relative_to(tree):
+            raise SystemExit(f"{label or 'this'} checkout: kosearch comes from {where}, "
+                             f"not {tree}")
     for command, env in commands.values():  # warm-up: page cache, ONNX export
-        timed(command, env)
+        timed(command, env, neutral)
     samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in commands}
     for round_no in range(args.rounds):
         names = list(commands) if round_no % 2 == 0 else list(commands)[::-1]
         for name in names:
-            samples[name].append(timed(*commands[name]))
+            samples[name].append(timed(*commands[name], neutral))
         print(f"round {round_no + 1} (load avg {os.getloadavg()[0]:.1f}): " + ", ".join(
             f"{n} {samples[n][-1][0]:.2f}" for n in commands), flush=True)
     print(f"\n{'command':<44} {'last byte s':>11} {'min':>6} {'exit s':>7} {'CPU s':>6}"

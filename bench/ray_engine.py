@@ -8,6 +8,10 @@ included) and by phase, by wrapping the run's methods: reading + chunking, encod
 index directory (passages, FAISS, BM25). The Ray build's encoding phase also reads, parses,
 chunks and analyzes for BM25 (on the workers); its write phase is the driver's alone.
 
+``--rounds`` (default 3) repeats both builds, alternating which goes first, and reports medians
+(each Ray build gets a fresh local cluster, started and stopped outside its clock, so the local
+builds never run beside an idle Ray).
+
 Reported: passages/s of both, the engine's overhead (``ray seconds / local seconds - 1``), and a
 **projection** (not a measurement) of cluster throughput: each worker's measured rate times the
 number of workers, with the driver's serial parts (scan, final write) added as measured here
@@ -20,9 +24,11 @@ network and the object store keep up.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -31,6 +37,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cpuinfo import cpu_line  # noqa: E402
 
 DATA = Path(os.environ.get("KOSEARCH_TEST_DATA", "/work/shared/data"))
 MODEL = os.environ.get("KOSEARCH_TEST_MODEL", "/work/shared/models/me5-small-ko")
@@ -76,13 +85,27 @@ def main(argv: list[str] | None = None) -> int:
                         help="CPUs of the local Ray cluster")
     parser.add_argument("--project", type=int, nargs="*", default=[8, 32, 128],
                         help="worker counts to project cluster throughput for")
+    parser.add_argument("--docs-per-call", type=int, default=None,
+                        help="documents per actor call (default: RayOptions' own)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="local and Ray builds, alternating which goes first; medians")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
     import ray
 
-    from kosearch.build import ray_run, run
+    from kosearch.build import lifecycle, ray_run, run
     from kosearch.index import Index
+
+    if args.docs_per_call is not None:
+        original_options = lifecycle.engine_options
+
+        def engine_options(*a: Any, **k: Any) -> Any:
+            options = original_options(*a, **k)
+            return None if options is None else dataclasses.replace(
+                options, docs_per_call=args.docs_per_call)
+
+        lifecycle.engine_options = engine_options
 
     local_phases: dict[str, float] = {}
     ray_phases: dict[str, float] = {}
@@ -112,27 +135,54 @@ def main(argv: list[str] | None = None) -> int:
     _timed(ray_run.RayRun, "_merge", ray_phases, "write")
     _timed(ray_run.RayRun, "_assemble", ray_phases, "write")
 
-    with tempfile.TemporaryDirectory(prefix="kosearch-ray-bench-") as tmp:
-        root = Path(tmp)
-        corpus = _first_docs(args.corpus, args.docs, root / "corpus.jsonl")
-        options = {"model": args.model, "index_type": "flat"}
-        local, local_s = _run(lambda: Index.build(corpus, root / "local", **options))
-        # the local build's phases were recorded by the wrappers of Run (RayRun's write phase
-        # is wrapped separately below, so the two sets never mix)
-        local_phases = dict(local_phases)
+    def ray_build(corpus: Path, out: Path, options: dict[str, Any]) -> tuple[Any, float, float]:
+        """A Ray build on a fresh local cluster, started and stopped outside the clock."""
         start = time.perf_counter()
         ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level="ERROR",
                  log_to_driver=False)
         cluster_s = time.perf_counter() - start
-        ray_phases.clear()
-        remote, ray_s = _run(lambda: Index.build(corpus, root / "ray", engine="ray",
-                                                 workers=args.workers, **options))
-        ray.shutdown()
-        n = len(local)
-        same = len(remote) == n and bool(np.allclose(
-            remote.store.reconstruct(range(n)), local.store.reconstruct(range(n)), atol=1e-4))
-        shutil.rmtree(root / "local")
+        try:
+            index, seconds = _run(lambda: Index.build(corpus, out, engine="ray",
+                                                      workers=args.workers, **options))
+        finally:
+            ray.shutdown()
+        return index, seconds, cluster_s
 
+    rounds: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="kosearch-ray-bench-") as tmp:
+        root = Path(tmp)
+        corpus = _first_docs(args.corpus, args.docs, root / "corpus.jsonl")
+        options = {"model": args.model, "index_type": "flat"}
+        for round_no in range(args.rounds):
+            # the order alternates, so that a load that rises or falls hits both alike
+            order = ("local", "ray") if round_no % 2 == 0 else ("ray", "local")
+            row: dict[str, Any] = {"order": "/".join(order)}
+            for which in order:
+                target = root / f"{which}-{round_no}"
+                if which == "local":
+                    local_phases.clear()
+                    local, seconds = _run(lambda t=target: Index.build(corpus, t, **options))
+                    row["local"] = (seconds, dict(local_phases))
+                else:
+                    ray_phases.clear()
+                    remote, seconds, cluster_s = ray_build(corpus, target, options)
+                    row["ray"] = (seconds, dict(ray_phases), cluster_s)
+            n = len(local)
+            row["same_index"] = len(remote) == n and bool(np.allclose(
+                remote.store.reconstruct(range(n)), local.store.reconstruct(range(n)),
+                atol=1e-4))
+            row["load"] = os.getloadavg()[0]
+            print(f"round {round_no + 1} ({row['order']}, load {row['load']:.1f}): local "
+                  f"{row['local'][0]:.1f} s, ray {row['ray'][0]:.1f} s, overhead "
+                  f"{row['ray'][0] / row['local'][0] - 1:+.1%}", file=sys.stderr, flush=True)
+            rounds.append(row)
+            for which in ("local", "ray"):
+                shutil.rmtree(root / f"{which}-{round_no}")
+
+    local_s = statistics.median(r["local"][0] for r in rounds)
+    ray_s = statistics.median(r["ray"][0] for r in rounds)
+    mid = sorted(rounds, key=lambda r: r["ray"][0])[(len(rounds) - 1) // 2]
+    local_phases, ray_phases, cluster_s = mid["local"][1], mid["ray"][1], mid["ray"][2]
     encode_s = ray_phases.get("read+chunk+encode+bm25", 0.0)
     serial_s = ray_s - encode_s  # driver: model load for identity, scan, final write
     per_worker = n / encode_s / args.workers if encode_s else 0.0
@@ -141,9 +191,10 @@ def main(argv: list[str] | None = None) -> int:
         for w in args.project
     }
     result = {
-        "corpus": str(args.corpus), "documents": args.docs, "passages": n,
+        "cpu": cpu_line(), "corpus": str(args.corpus), "documents": args.docs, "passages": n,
         "model": args.model, "workers": args.workers, "ray_cpus": args.cpus,
-        "same_index": same,
+        "docs_per_call": args.docs_per_call,
+        "rounds": args.rounds, "same_index": all(r["same_index"] for r in rounds),
         "local": {"seconds": round(local_s, 1), "passages_per_s": round(n / local_s, 1),
                   "phases_s": {k: round(v, 1) for k, v in local_phases.items()}},
         "ray": {"seconds": round(ray_s, 1), "passages_per_s": round(n / ray_s, 1),
@@ -151,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                 "phases_s": {k: round(v, 1) for k, v in ray_phases.items()},
                 "per_worker_passages_per_s": round(per_worker, 1)},
         "overhead": round(ray_s / local_s - 1, 3),
+        "overhead_per_round": [round(r["ray"][0] / r["local"][0] - 1, 3) for r in rounds],
         "projection_passages_per_s_by_workers": projection,
         "projection_note": "a projection, not a measurement: measured per-worker rate x workers, "
                            "plus this run's driver-side serial seconds",
