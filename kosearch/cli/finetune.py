@@ -94,4 +94,12 @@ def _render(result: Any) -> None:
     for setting, name, before, after in rows:
         change = after - before if not math.isnan(after) else float("nan")
         click.echo(f"{setting:<9}{name:<17}{before:9.4f}{after:9.4f}{change:+9.4f}")
+    worse = result.regressed()
+    if worse is not None:
+        setting, name, before, after = worse
+        click.echo(f"warning: the fine-tuned model is worse than {result.base_model} on the "
+                   f"held-out {unit} ({setting} {name} {before:.4f} -> {after:.4f}); keep "
+                   "indexing with the base model, or train again with a lower --lr or fewer "
+                   "--max-steps", err=True)
+        return
     click.echo(f"index with it: kosearch index CORPUS -o INDEX --model {result.output}")

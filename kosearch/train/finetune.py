@@ -80,6 +80,15 @@ class FinetuneResult:
         return [(setting, name, value, self.after.get(setting, {}).get(name, float("nan")))
                 for setting, metrics in self.before.items() for name, value in metrics.items()]
 
+    def regressed(self) -> tuple[str, str, float, float] | None:
+        """The headline row (dense nDCG@10, or the STS Spearman) if the fine-tuned model
+        scores below the base model there on the held-out part; else None."""
+        rows = self.table()
+        if not rows:
+            return None
+        setting, name, before, after = rows[0]
+        return rows[0] if after < before else None
+
 
 def finetune(
     data: str | os.PathLike[str],
