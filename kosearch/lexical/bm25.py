@@ -79,6 +79,20 @@ def _top_k(
     return [(int(r), float(s)) for r, s in zip(rows[order], scores[order])]
 
 
+def _best(
+    found: tuple[NDArray[np.int64], NDArray[np.float64]] | None, k: int,
+    allowed: NDArray[np.bool_] | None,
+) -> list[tuple[int, float]]:
+    """The ``k`` best of ``found`` (matching rows and their scores, from
+    :meth:`LexicalIndex._scores`) whose row ``allowed`` admits; zeroes the others' scores."""
+    if found is None:
+        return []
+    hit, scores = found
+    if allowed is not None:
+        scores[~allowed[hit]] = 0.0  # _top_k keeps positive scores only
+    return _top_k(hit, scores, k)
+
+
 def _accumulate(
     rows: NDArray[np.int32], weights: NDArray[np.float32], num_docs: int
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
@@ -349,14 +363,8 @@ class LexicalIndex:
             if picked.size and (picked.min() < 0 or picked.max() >= self._num_docs):
                 raise ValueError(f"rows must be in [0, {self._num_docs}), got {wanted}")
             found = self._scores(terms)
-            if found is None:
-                out.append(([], np.zeros(picked.size)))
-                continue
-            hit, scores = found
-            given = _scores_of(hit, scores, picked)
-            if allowed is not None:
-                scores[~allowed[hit]] = 0.0  # _top_k keeps positive scores only
-            out.append((_top_k(hit, scores, k), given))
+            given = np.zeros(picked.size) if found is None else _scores_of(*found, picked)
+            out.append((_best(found, k, allowed), given))  # after given: _best masks in place
         return out
 
     def _check_request(self, k: int, allowed: NDArray[np.bool_] | None) -> None:
@@ -382,13 +390,7 @@ class LexicalIndex:
     def _search_terms(
         self, terms: list[str], k: int, allowed: NDArray[np.bool_] | None = None
     ) -> list[tuple[int, float]]:
-        found = self._scores(terms)
-        if found is None:
-            return []
-        hit, scores = found
-        if allowed is not None:
-            scores[~allowed[hit]] = 0.0  # _top_k keeps positive scores only
-        return _top_k(hit, scores, k)
+        return _best(self._scores(terms), k, allowed)
 
     def idf(self, terms: Sequence[str]) -> list[float]:
         """The BM25 weight ``idf(t)`` of each term (0.0 for a term no passage holds)."""

@@ -210,10 +210,11 @@ def _blocks(array: NDArray[Any], size: int = 1 << 22) -> Any:
             yield np.fromfile(handle, dtype=array.dtype, count=min(size, array.size - start))
 
 
-def _range(array: NDArray[Any]) -> tuple[Any, Any]:
-    """(min, max) of a non-empty 1-d array, scanned in blocks."""
+def _within(array: NDArray[Any], stop: int) -> bool:
+    """Whether every value of a non-empty 1-d integer array is in ``[0, stop)``, read once in
+    blocks."""
     lows, highs = zip(*((block.min(), block.max()) for block in _blocks(array) if block.size))
-    return min(lows), max(highs)
+    return int(min(lows)) >= 0 and int(max(highs)) < stop
 
 
 def _read_arrays(
@@ -227,7 +228,7 @@ def _read_arrays(
         problem = "indptr.npy does not match the vocabulary"
     elif data.size != indices.size or indptr[-1] != data.size:
         problem = "data.npy, indices.npy and indptr.npy disagree in length"
-    elif indices.size and (_range(indices)[0] < 0 or _range(indices)[1] >= num_docs):
+    elif indices.size and not _within(indices, num_docs):
         problem = "indices.npy refers to rows outside the index"
     elif not all(np.all(np.isfinite(block)) for block in _blocks(data)):
         problem = "data.npy holds non-finite scores"
@@ -282,7 +283,7 @@ def _read_doc_terms(directory: Path, num_docs: int, num_terms: int) -> DocTerms 
     if (
         ids.ndim != 1 or ids.dtype.kind != "i" or indptr.ndim != 1 or indptr.dtype.kind != "i"
         or indptr.size != num_docs + 1 or (indptr.size and indptr[-1] != ids.size)
-        or (ids.size and (int(_range(ids)[1]) >= num_terms or int(_range(ids)[0]) < 0))
+        or (ids.size and not _within(ids, num_terms))
     ):
         raise IndexFormatError(
             f"the lexical index in {directory} is corrupt: terms.npy and terms_indptr.npy do not "
