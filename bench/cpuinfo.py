@@ -1,47 +1,11 @@
-"""The CPU a benchmark ran on: model name and the flags that decide the fast paths.
-
-Every speed figure this project reports names them, because the fast paths depend on them:
-``avx512_bf16``/``amx_bf16`` (native bfloat16 matrix products), ``avx512f``, ``avx2`` (the
-int8 and fp32 kernels of onnxruntime and torch), ``avx512_vnni``/``avx_vnni`` (int8 dot
-products).
-"""
+"""The CPU a benchmark ran on (see :mod:`kosearch.encoding.cpu`): every speed figure this
+project reports names its model and flags."""
 
 from __future__ import annotations
 
-import os
-import platform
-from pathlib import Path
+from kosearch.encoding.cpu import FLAGS, cpu_info, cpu_line
 
-FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-
-
-def cpu_info() -> dict[str, object]:
-    """``{"model": ..., "flags": [...], "cores": n}`` from /proc/cpuinfo (or platform)."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        text = ""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "model name" and value.strip():
-            model = value.strip()
-        elif key in ("flags", "Features"):
-            flags |= set(value.split())
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"model": model, "flags": [f for f in FLAGS if f in flags], "cores": cores}
-
-
-def cpu_line() -> str:
-    """One line for a report, e.g. ``CPU: AMD EPYC, 2 cores, flags avx2 (no avx512f, ...)``."""
-    info = cpu_info()
-    flags = info["flags"]
-    missing = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f not in flags]  # type: ignore[operator]
-    absent = f" (no {', '.join(missing)})" if missing else ""
-    return (f"CPU: {info['model']}, {info['cores']} cores, flags "
-            f"{' '.join(flags) or 'none of ' + ' '.join(FLAGS)}{absent}")  # type: ignore[arg-type]
-
+__all__ = ["FLAGS", "cpu_info", "cpu_line"]
 
 if __name__ == "__main__":
     print(cpu_line())

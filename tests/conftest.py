@@ -33,6 +33,15 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _unmeasured_auto() -> Iterator[None]:
+    """``--precision auto`` picks without timing (a measured choice could differ between runs);
+    tests/test_calibrate.py turns the measurement on."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KOSEARCH_CALIBRATE", "0")
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A ko-sbert-like model directory (WordPiece BERT, mean pooling, 128 tokens, no prompts)."""

@@ -43,6 +43,9 @@ DOCS = [
 ]
 
 
+DOCS_TEXTS = [doc["text"] for doc in DOCS]
+
+
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
@@ -105,7 +108,11 @@ def test_precisions_keep_the_fingerprint_and_the_vectors(tiny_bert_dir: Path) ->
         assert not np.array_equal(vectors, reference)  # the precision really applies
         assert cosines(vectors, reference).min() > 0.99
     quantized = SentenceTransformerEncoder(str(tiny_bert_dir), device="cpu", precision="int8")
-    assert any("quantized" in type(m).__module__ for m in quantized.model.modules())
+    assert quantized._int8 is not None  # passages run in onnxruntime's int8 model
+    assert "int8" in quantized._int8.directory.name
+    assert not any("quantized" in type(m).__module__ for m in quantized.model.modules())
+    queries = quantized.encode_queries(TEXTS)  # queries stay torch fp32
+    np.testing.assert_allclose(queries, fp32.encode_queries(TEXTS), atol=1e-6)
 
 
 @pytest.mark.st
@@ -295,3 +302,16 @@ def test_real_model_onnx_and_bf16_agree_with_fp32(real_model_dir: Path, tmp_path
     assert cosines(onnx.encode_queries(queries), reference).min() >= 0.9999
     bf16 = SentenceTransformerEncoder(str(real_model_dir), device="cpu", precision="bf16")
     assert cosines(bf16.encode_queries(queries), reference).min() >= 0.999
+
+
+@pytest.mark.realmodel
+def test_real_model_int8_passes_the_guard(real_model_dir: Path) -> None:
+    from kosearch.encoding.encoder import SentenceTransformerEncoder
+    from kosearch.encoding.int8 import GUARD_COSINE, guard_sample
+
+    quantized = SentenceTransformerEncoder(str(real_model_dir), device="cpu", precision="int8")
+    fp32 = SentenceTransformerEncoder(str(real_model_dir), device="cpu")
+    passages = [*DOCS_TEXTS, *guard_sample()[:4]]
+    got, want = quantized.encode_passages(passages), fp32.encode_passages(passages)
+    assert cosines(got, want).min() >= GUARD_COSINE
+    assert not np.array_equal(got, want)  # int8 really ran

@@ -331,6 +331,7 @@ class Run:
                 max_tokens=encoder.max_tokens, query_prompt=encoder.query_prompt,
                 passage_prompt=encoder.passage_prompt,
                 precision=getattr(encoder, "precision", "fp32"),
+                calibration=_calibration(encoder),
             )
             budget = self._chunker.budget if self._chunker is not None else None
             chunking = {**asdict(self.settings.chunking), "budget": budget}
@@ -403,3 +404,9 @@ def _report_documents(
     if stats.sentences_split:
         log.info("%d sentence(s) longer than the passage budget were split at token boundaries",
                  stats.sentences_split)
+
+
+def _calibration(encoder: Any) -> dict[str, Any]:
+    """The record of what ``auto`` measured for ``encoder``, or ``{}``."""
+    calibration = getattr(encoder, "calibration", None)
+    return calibration.summary() if calibration is not None else {}

@@ -28,6 +28,7 @@ def info_cmd(index_dir: str, as_json: bool) -> None:
         ("index", info["path"]),
         ("model", f"{model['name']} (dim {model['dim']}, {model['max_tokens']} tokens, "
                   f"{model.get('precision', 'fp32')})"),
+        *_calibration_row(model),
         ("prompts", f"query {model['query_prompt']!r}, passage {model['passage_prompt']!r}"),
         ("metric", info["metric"]),
         ("vectors", _describe_vectors(info["faiss"])),
@@ -58,6 +59,15 @@ def _size(n: int) -> str:
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
     return f"{n} B"
+
+
+def _calibration_row(model: dict[str, Any]) -> list[tuple[str, str]]:
+    """What ``--precision auto`` measured on the build machine, when it measured."""
+    if not model.get("calibration"):
+        return []
+    from kosearch.encoding.calibrate import describe
+
+    return [("precision", describe(model["calibration"]))]
 
 
 def _describe_vectors(faiss: dict[str, Any]) -> str:

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
     from tokenizers import Tokenizer
 
+    from kosearch.encoding.calibrate import Calibration
+    from kosearch.encoding.onnx_runtime import OnnxQueryEncoder
     from kosearch.encoding.workers import EncodePool
 
 logger = logging.getLogger(__name__)
@@ -95,9 +97,11 @@ class SentenceTransformerEncoder:
         query_prompt: Overrides the query prompt (``""`` disables it).
         passage_prompt: Overrides the passage prompt (``""`` disables it).
         max_tokens: Lowers (or raises, up to what the model supports) the truncation length.
-        precision: ``fp32`` (default), ``bf16``, ``fp16`` (CUDA), ``int8`` (CPU) or ``auto``
-            (see :mod:`kosearch.encoding.precision`); the fingerprint is always taken from the
-            unmodified weights, so every precision of a model matches the same index.
+        precision: ``fp32`` (default), ``bf16``, ``fp16`` (CUDA), ``int8`` (CPU, onnxruntime;
+            refused for a model that fails the quality guard) or ``auto`` (on a CPU: measured
+            once per model and machine, see :mod:`kosearch.encoding.calibrate`); the
+            fingerprint is always taken from the unmodified weights, so every precision of a
+            model matches the same index.
         processes: Worker processes for large :meth:`encode_passages` calls; ``None`` decides
             per call (:func:`kosearch.encoding.workers.auto_processes`), ``1`` never starts any.
 
@@ -151,9 +155,23 @@ class SentenceTransformerEncoder:
         self.sts_prompt = self.spec.sts_prompt if self.spec else own.get("query", "")
         self.fingerprint = _fingerprint(self._model, self.dim)
         self._tokenizer: Tokenizer | None = None
-        # After the fingerprint: casting or quantizing changes the weights it samples.
+        # After the fingerprint: casting the weights changes what it samples.
         self.precision = resolve_precision(precision, self.device)
+        #: What ``auto`` measured on this CPU (:mod:`kosearch.encoding.calibrate`), or None.
+        self.calibration: Calibration | None = None
+        if _measures(precision, self.device):
+            from kosearch.encoding.calibrate import calibrate
+
+            self.calibration = calibrate(self)
+            self.precision = self.calibration.choice
         self._context = apply_precision(self._model, self.precision, self.device)
+        self._int8: OnnxQueryEncoder | None = None
+        if self.precision == "int8":
+            import torch
+
+            from kosearch.encoding.int8 import int8_encoder
+
+            self._int8 = int8_encoder(self, torch.get_num_threads())
         self.processes = processes
         self._pool: EncodePool | None = None
 
@@ -227,7 +245,9 @@ class SentenceTransformerEncoder:
             return out
         for start in range(0, len(order), self.batch_size):
             rows = order[start : start + self.batch_size]
-            out[rows] = self._encode([items[i] for i in rows], self.passage_prompt)
+            batch = [items[i] for i in rows]
+            out[rows] = (self._int8.encode_passages(batch) if self._int8 is not None
+                         else self._encode(batch, self.passage_prompt))
             if on_batch is not None:
                 on_batch(len(rows))
         return out
@@ -305,6 +325,15 @@ class SentenceTransformerEncoder:
                 normalize_embeddings=False,
             )
         return np.ascontiguousarray(vectors.float().cpu().numpy(), dtype=np.float32)
+
+
+def _measures(requested: str | None, device: str) -> bool:
+    """Whether ``auto`` measures here: on the CPU, unless ``KOSEARCH_CALIBRATE=0``."""
+    if (requested or "").strip().lower() != "auto" or device != "cpu":
+        return False
+    from kosearch.encoding.calibrate import measuring_enabled
+
+    return measuring_enabled()
 
 
 def worker_encoder(spec: Mapping[str, Any], device: str) -> SentenceTransformerEncoder:

@@ -135,8 +135,8 @@ def _importable(module: str) -> bool:
 
 def _fp32_cpu(encoder: SentenceTransformerEncoder) -> SentenceTransformerEncoder:
     """The encoder itself when its weights are plain fp32 on the CPU, else a fresh fp32 copy."""
-    if encoder.precision in ("fp32", "bf16") and encoder.device == "cpu":
-        return encoder  # bf16 is autocast only: the weights are untouched
+    if encoder.precision in ("fp32", "bf16", "int8") and encoder.device == "cpu":
+        return encoder  # bf16 is autocast only and int8 runs in onnxruntime: weights untouched
     from kosearch.encoding.encoder import SentenceTransformerEncoder
 
     return SentenceTransformerEncoder(

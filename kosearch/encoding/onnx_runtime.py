@@ -51,19 +51,26 @@ class OnnxCacheError(KosearchError):
     """An ONNX export directory is missing, incomplete or unreadable."""
 
 
-def cache_root() -> Path:
-    """``<kosearch cache>/onnx`` (``$KOSEARCH_CACHE``, else ``~/.cache/kosearch``)."""
+def cache_home() -> Path:
+    """kosearch's per-user cache: ``$KOSEARCH_CACHE``, else ``$XDG_CACHE_HOME/kosearch``, else
+    ``~/.cache/kosearch``."""
     if os.environ.get("KOSEARCH_CACHE"):
-        base = Path(os.environ["KOSEARCH_CACHE"])
-    else:
-        home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        base = Path(home) / "kosearch"
-    return base / "onnx"
+        return Path(os.environ["KOSEARCH_CACHE"])
+    home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(home) / "kosearch"
 
 
-def export_dir(fingerprint: str, max_tokens: int, root: Path | None = None) -> Path:
-    """Where the export of a model (by weight fingerprint and token limit) lives."""
-    return (root or cache_root()) / f"{fingerprint}-{max_tokens}-v{EXPORT_VERSION}"
+def cache_root() -> Path:
+    """``<kosearch cache>/onnx`` (see :func:`cache_home`)."""
+    return cache_home() / "onnx"
+
+
+def export_dir(fingerprint: str, max_tokens: int, root: Path | None = None, *,
+               variant: str = "") -> Path:
+    """Where the export of a model (by weight fingerprint and token limit) lives; ``variant``
+    names a derived model (``int8``: :mod:`kosearch.encoding.int8`)."""
+    kind = f"-{variant}" if variant else ""
+    return (root or cache_root()) / f"{fingerprint}-{max_tokens}{kind}-v{EXPORT_VERSION}"
 
 
 def read_export(directory: Path) -> dict[str, Any]:

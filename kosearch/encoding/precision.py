@@ -1,15 +1,20 @@
 """Numeric precision of the passage encoder: choosing one, and applying it to a loaded model.
 
 ``fp32`` is the reference. ``bf16`` runs the model under ``torch.autocast`` (weights stay fp32,
-matrix products run in bfloat16), which is what made indexing 3x faster on an AVX512-BF16 CPU
-with no measurable loss (README, "Speed"). ``fp16`` casts the weights to half precision, for
-CUDA. ``int8`` is PyTorch dynamic quantization of the linear layers (CPU only); it is shipped
-for completeness but lost quality and gained little on the measured machine, so ``auto`` never
-picks it. ``auto`` picks fp16 on CUDA, bf16 on a CPU with native bfloat16 instructions, and
+matrix products run in bfloat16), which made indexing 3x faster on an AVX512-BF16 CPU with no
+measurable loss (README, "Speed"). ``fp16`` casts the weights to half precision, for CUDA.
+``int8`` encodes passages with onnxruntime's dynamic int8 quantization of the model's ONNX
+export (:mod:`kosearch.encoding.int8`), refused for a model whose vectors it moves too far.
+
+``auto`` is fp16 on CUDA. On a CPU it measures (:mod:`kosearch.encoding.calibrate`): the first
+time a model is used on a machine, a fixed batch is encoded in each candidate precision that
+passes the quality guard, and the fastest one wins (never one slower than fp32); the choice is
+cached per model, CPU and library versions. Without measuring (:func:`resolve_precision`
+alone, or ``KOSEARCH_CALIBRATE=0``) it picks bf16 on a CPU with native bfloat16 instructions and
 fp32 otherwise.
 
 Queries always run in fp32 (they are cheap); the quality guard in the README measures the mix
-(passages in bf16, queries in fp32) against fp32 on both sides.
+(passages in another precision, queries in fp32) against fp32 on both sides.
 
 Imports no ML library at module level.
 """
@@ -19,13 +24,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import platform
-import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
+from kosearch.encoding.cpu import cpu_info
 from kosearch.errors import ConfigError
 from kosearch.types import PRECISIONS
 
@@ -35,21 +38,14 @@ log = logging.getLogger(__name__)
 _BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})  # x86 AVX512/AMX, Arm "bf16"
 
 
-@lru_cache(maxsize=1)
 def cpu_supports_bf16() -> bool:
     """Whether this CPU has native bfloat16 instructions (AVX512-BF16, AMX or Arm BF16).
 
     Without them torch emulates bfloat16, which is slower than fp32.
     """
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return platform.system() == "Darwin" and platform.machine() == "arm64"  # M2 and later
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features") and _BF16_FLAGS & set(value.split()):
-            return True
-    return False
+    if platform.system() == "Darwin":
+        return platform.machine() == "arm64"  # M2 and later
+    return bool(_BF16_FLAGS & set(cpu_info()["flags"]))
 
 
 def resolve_precision(requested: str | None, device: str) -> str:
@@ -81,7 +77,7 @@ def resolve_precision(requested: str | None, device: str) -> str:
     if choice == "fp16" and not cuda:
         raise ConfigError("precision fp16 needs a CUDA device; on a CPU use bf16 (or auto)")
     if choice == "int8" and device != "cpu":
-        raise ConfigError("precision int8 (dynamic quantization) runs on the CPU only; "
+        raise ConfigError("precision int8 (onnxruntime dynamic quantization) runs on the CPU only; "
                           "use --device cpu or another precision")
     if choice == "bf16" and device == "cpu" and not cpu_supports_bf16():
         log.warning("this CPU has no native bfloat16 instructions: bf16 will be emulated and "
@@ -94,8 +90,9 @@ def apply_precision(
 ) -> Callable[[], AbstractContextManager[Any]]:
     """Prepare a loaded sentence-transformers model for ``precision``.
 
-    Casts or quantizes the weights in place where the precision needs it, and returns a
-    factory of the context to run each forward pass in (autocast for bf16).
+    Casts the weights in place where the precision needs it (fp16), and returns a factory of
+    the context to run each forward pass in (autocast for bf16). ``int8`` leaves the model
+    alone: its passages run in onnxruntime (:mod:`kosearch.encoding.int8`).
 
     Args:
         model: a ``SentenceTransformer`` (already on ``device``).
@@ -112,13 +109,4 @@ def apply_precision(
         return lambda: torch.autocast(kind, dtype=torch.bfloat16)
     if precision == "fp16":
         model.half()
-    elif precision == "int8":
-        with warnings.catch_warnings():
-            # torch.ao deprecation notices (the API still works in this torch).
-            warnings.simplefilter("ignore")
-            first = model[0]
-            quantized = torch.ao.quantization.quantize_dynamic(
-                first, {torch.nn.Linear}, dtype=torch.qint8
-            )
-        model._modules[next(iter(model._modules))] = quantized
     return contextlib.nullcontext

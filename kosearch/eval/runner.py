@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -159,10 +158,9 @@ def cache_key(corpus: Path, model_fingerprint: str, model_name: str, lexical: bo
 
 def default_cache_dir() -> Path:
     """``$KOSEARCH_CACHE``, else ``$XDG_CACHE_HOME/kosearch``, else ``~/.cache/kosearch``."""
-    if os.environ.get("KOSEARCH_CACHE"):
-        return Path(os.environ["KOSEARCH_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "kosearch"
+    from kosearch.encoding.onnx_runtime import cache_home
+
+    return cache_home()
 
 
 def cached_index(

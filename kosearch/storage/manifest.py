@@ -31,6 +31,9 @@ class ModelInfo:
     query_prompt: str = ""
     passage_prompt: str = ""
     precision: str = "fp32"  # of the passage vectors; queries are always encoded in fp32
+    #: What ``--precision auto`` measured when it chose ``precision`` on the build machine
+    #: (:class:`kosearch.encoding.calibrate.Calibration`); empty when it did not measure.
+    calibration: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
