@@ -27,6 +27,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cpuinfo import cpu_line  # noqa: E402
+
 DATA = ROOT.parent / "shared" / "data" / "ko_open_docs" / "corpus.jsonl"
 
 PLAIN = r"""
@@ -102,6 +105,7 @@ def main() -> None:
 
     n = len(texts)
     base = statistics.median(walls["plain ST + faiss"])
+    print(cpu_line(), f"load average {os.getloadavg()[0]:.1f}")
     print(f"{n} passages (ko_open_docs paragraphs, 80-{args.max_chars} chars), model {args.model}, "
           f"{args.repeat} runs each, medians; kosearch made {chunked} passages (no chunking needed)")
     print(f"{'variant':<30} {'wall s':>8} {'passages/s':>11} {'vs plain':>9}")

@@ -39,8 +39,10 @@ def precision_option(default: str) -> Any:
     """``--precision``: the passage encoder's precision."""
     return click.option(
         "--precision", type=click.Choice(PRECISIONS), default=default, show_default=True,
-        help="Passage encoder precision: auto = fp16 on CUDA, bf16 on a CPU with bfloat16 "
-             "instructions, else fp32 (int8: CPU dynamic quantization).",
+        help="Passage encoder precision. auto = fp16 on CUDA; on a CPU the fastest of fp32, "
+             "int8 and bf16 (with native bfloat16) that passes the quality guard, measured once "
+             "per model and machine and cached (KOSEARCH_CALIBRATE=0: no measuring). int8 = "
+             "onnxruntime dynamic int8 (CPU), refused for a model that fails the guard.",
     )
 
 
