@@ -137,9 +137,7 @@ def _fp32_cpu(encoder: SentenceTransformerEncoder) -> SentenceTransformerEncoder
     """The encoder itself when its weights are plain fp32 on the CPU, else a fresh fp32 copy."""
     if encoder.precision in ("fp32", "bf16", "int8") and encoder.device == "cpu":
         return encoder  # bf16 is autocast only and int8 runs in onnxruntime: weights untouched
-    from kosearch.encoding.encoder import SentenceTransformerEncoder
-
-    return SentenceTransformerEncoder(
+    return type(encoder)(  # the same class: this module does not import the encoder's
         encoder.name, device="cpu", query_prompt=encoder.query_prompt,
         passage_prompt=encoder.passage_prompt, max_tokens=encoder.max_tokens, precision="fp32",
     )
