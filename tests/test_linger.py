@@ -194,6 +194,13 @@ def test_the_server_leaves_and_removes_its_socket_once_idle(
     assert os.listdir(runtime) == []
 
 
+def test_a_terminated_server_removes_its_socket(runtime: Path, lexical_dir: Path) -> None:
+    path, pid = _first_session(lexical_dir)
+    os.kill(pid, signal.SIGTERM)
+    _wait_for(lambda: not _alive(pid), "the server to exit")
+    assert not os.path.exists(path)
+
+
 def test_a_stale_socket_is_replaced(runtime: Path, lexical_dir: Path) -> None:
     path = socket_path(str(lexical_dir))
     assert path is not None

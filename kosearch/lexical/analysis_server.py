@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import select
+import signal
 import socket
 import stat
 import sys
@@ -232,6 +233,7 @@ def linger(analyzer: Analyzer, path: str, idle_s: float) -> None:
     if bound is None:
         return
     listener, identity = bound
+    signal.signal(signal.SIGTERM, _leave)  # `kill PID` removes the socket too
     served = 1
     try:
         while select.select([listener], [], [], idle_s)[0]:
@@ -244,6 +246,10 @@ def linger(analyzer: Analyzer, path: str, idle_s: float) -> None:
     finally:
         _remove(path, identity)
         listener.close()
+
+
+def _leave(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
 
 
 def _detach() -> None:
