@@ -197,17 +197,25 @@ def search_directory(
 
     Another core (a child process) analyzes the queries for BM25, and the hits for their
     highlights, while this process loads the index (and the query model); see
-    :meth:`kosearch.index.Index.warm_up`.
+    :meth:`kosearch.index.Index.warm_up`. That child then lingers for the next one-shot query
+    of the same analyzer (``KOSEARCH_ANALYZER_LINGER`` idle seconds, 300 by default; ``0``:
+    no lingering), which finds Kiwi loaded: :mod:`kosearch.lexical.analysis_server`.
+
+    Raises:
+        ConfigError: If ``KOSEARCH_ANALYZER_LINGER`` is not a number of seconds >= 0.
     """
+    from kosearch.lexical.analysis_server import linger_seconds
     from kosearch.lexical.child_analysis import ChildAnalysis
 
+    linger = linger_seconds()
     options = options or SearchOptions()
     texts = list(queries)
     bm25 = options.mode is None or str(options.mode) in (Mode.HYBRID.value, Mode.LEXICAL.value)
     lexical = Path(path) / LEXICAL_DIR
     analysis = None
     if bm25 or options.highlights:  # an index without BM25 highlights with the default Kiwi
-        analysis = ChildAnalysis.start(lexical if lexical.is_dir() else None, texts)
+        analysis = ChildAnalysis.start(lexical if lexical.is_dir() else None, texts,
+                                        linger=linger)
     try:
         from kosearch.index import Index
 

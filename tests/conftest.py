@@ -42,6 +42,15 @@ def _unmeasured_auto() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_lingering() -> Iterator[None]:
+    """No one-shot query leaves a lingering analysis server behind (tests/test_linger.py turns
+    lingering on where it tests it)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KOSEARCH_ANALYZER_LINGER", "0")
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A ko-sbert-like model directory (WordPiece BERT, mean pooling, 128 tokens, no prompts)."""

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -285,8 +286,8 @@ def test_a_child_that_dies_before_the_highlights_only_costs_the_speed(saved: Pat
     analysis = ChildAnalysis.start(saved / "lexical", queries)
     assert analysis is not None and analysis.analyzer_config is not None  # it has answered
     index.warm_up(queries=queries, analysis=analysis)
-    analysis._process.kill()  # dies before the hits are located
-    analysis._process.wait()
+    analysis._channel.process.kill()  # type: ignore[union-attr]  # dies before the hits are located
+    analysis._channel.process.wait()  # type: ignore[union-attr]
     assert index.search_batch(queries, 3) == want
     assert index.lexical is not None and index.lexical.analyzer.loaded  # type: ignore[attr-defined]
 
@@ -310,8 +311,8 @@ def test_hybrid_cli_query_analyzes_in_a_child_and_matches_the_library(
     started: list[ChildAnalysis] = []
     original = ChildAnalysis.start.__func__  # type: ignore[attr-defined]
 
-    def spy(cls: type, lexical: Path, texts: list[str]) -> ChildAnalysis | None:
-        analysis = original(cls, lexical, texts)
+    def spy(cls: type, lexical: Path, texts: list[str], **options: Any) -> ChildAnalysis | None:
+        analysis = original(cls, lexical, texts, **options)
         started.append(analysis)
         return analysis
 
@@ -374,7 +375,7 @@ def test_the_child_reports_its_analyzer_and_leaves_without_teardown(lexical_dir:
     probe = (
         "import sys, runpy\n"
         "try:\n"
-        "    runpy.run_module('kosearch.lexical.child_analysis', run_name='__main__')\n"
+        "    runpy.run_module('kosearch.lexical.analysis_server', run_name='__main__')\n"
         "finally:\n"
         "    print('unreachable', file=sys.stderr)\n"
     )

@@ -1,13 +1,17 @@
 """Analyzing query texts and hits in a child process, while this process loads the rest.
 
 Kiwi holds the GIL for all of its ~0.9 s load, so in a thread it only stalls the encoder's load
-beside it. A one-shot query therefore starts ``python -m kosearch.lexical.child_analysis``,
+beside it. A one-shot query therefore starts ``python -m kosearch.lexical.analysis_server``,
 hands it the queries, and goes on loading the index and the query model on its own core. The
 child builds the analyzer (an index's BM25 one from its config, or the default Kiwi analyzer
 for highlights on a dense-only index), prints the queries' BM25 terms as one JSON line, and
 then answers requests, a JSON line each, until its input closes: the query terms of other
 texts, and the located terms and sentences of the hits' text for their highlights
 (:mod:`kosearch.retrieval.highlight`). So a one-shot query never loads Kiwi here.
+
+With ``linger`` (:meth:`ChildAnalysis.start`), the child stays after the query as a server on
+a Unix socket, and the next queries of the same analyzer talk to it over that socket instead
+of starting a child: :mod:`kosearch.lexical.analysis_server`.
 
 Anything that goes wrong (no second core, a child that fails, answers late or prints nonsense)
 only costs the speed-up: the methods return ``None`` and the caller analyzes in-process.
@@ -27,7 +31,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kosearch.lexical import analysis_server
+from kosearch.lexical.analysis_server import json_line
+
 if TYPE_CHECKING:
+    import socket
+
     from kosearch.lexical.analyzers import Located, MorphemeAnalyzer
 
 log = logging.getLogger(__name__)
@@ -36,6 +45,10 @@ MAX_INPUT_BYTES = 32_768
 """Larger queries are analyzed in-process (the first request must fit the pipe's buffer)."""
 TIMEOUT_S = 120.0
 """How long to wait for one answer of the child (its first includes Kiwi's load)."""
+FIRST_ANSWER_TIMEOUT_S = 0.5
+"""How long a lingering server may take to answer before a query starts its own child."""
+DETACH_TIMEOUT_S = 10.0
+"""How long the process started for a lingering child may take to leave it (at its start)."""
 
 
 def cores() -> int:
@@ -46,47 +59,88 @@ def cores() -> int:
 
 
 class ChildAnalysis:
-    """A child process that analyzes ``texts`` (the queries) with an index's analyzer, then
-    answers further requests until :meth:`close`.
+    """A child process (or a lingering server, see :mod:`kosearch.lexical.analysis_server`)
+    that analyzes ``texts`` (the queries) with an index's analyzer, then answers further
+    requests until :meth:`close`.
 
     Start one with :meth:`start`, which returns ``None`` where a child would not pay off; take
     the queries' terms with :meth:`terms` and the analyses of hit texts with :meth:`locate`.
     """
 
-    def __init__(self, texts: list[str], process: subprocess.Popen[bytes]) -> None:
+    def __init__(self, texts: list[str], channel: _Pipes | _Socket) -> None:
         self.texts = texts
-        self._process = process
+        self._channel = channel
         self._buffer = b""
         self._first: Any = None
         self._read_first = False
         self._closed = False
 
     @classmethod
-    def start(cls, lexical_dir: str | os.PathLike[str] | None,
-              texts: Sequence[str]) -> ChildAnalysis | None:
+    def start(cls, lexical_dir: str | os.PathLike[str] | None, texts: Sequence[str], *,
+              linger: float = 0.0) -> ChildAnalysis | None:
         """Start a child analyzing ``texts`` with the analyzer saved in ``lexical_dir`` (None:
         the default Kiwi analyzer); ``None`` with one core, no interpreter, no such directory,
-        no ``select`` on pipes (Windows), or more input than :data:`MAX_INPUT_BYTES`."""
+        no ``select`` on pipes (Windows), or more input than :data:`MAX_INPUT_BYTES`.
+
+        With ``linger`` > 0, a server left by an earlier query for the same analyzer answers
+        if there is one (no child then); else the child stays after :meth:`close`, as that
+        server, until nobody has asked it anything for ``linger`` seconds.
+        """
         texts = list(texts)
-        source = None if lexical_dir is None else str(lexical_dir)
-        payload = json.dumps({"lexical": source, "texts": texts}).encode("utf-8") + b"\n"
-        if (cores() < 2 or not sys.executable or os.name != "posix"
-                or len(payload) > MAX_INPUT_BYTES
+        source = None if lexical_dir is None else os.path.abspath(lexical_dir)
+        request: dict[str, Any] = {"lexical": source, "texts": texts}
+        if (os.name != "posix" or len(json_line(request)) > MAX_INPUT_BYTES
                 or (source is not None and not Path(source).is_dir())):
+            return None
+        path = analysis_server.socket_path(source) if linger > 0 else None
+        if path is not None:
+            server = cls._from_server(path, texts, json_line(request))
+            if server is not None:
+                return server
+            request.update(socket=path, linger=linger)
+        if cores() < 2 or not sys.executable:
             return None
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "kosearch.lexical.child_analysis"],
+                [sys.executable, "-m", "kosearch.lexical.analysis_server"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                 env=_child_env(),
             )
         except OSError as e:
             log.debug("no analysis child (%s)", e)
             return None
-        child = cls(texts, process)
-        if not child._send(payload):  # fits the pipe's buffer: never blocks
+        child = cls(texts, _Pipes(process, lingering=path is not None))
+        if not child._send(json_line(request)):  # fits the pipe's buffer: never blocks
             return None
         return child
+
+    @classmethod
+    def _from_server(cls, path: str, texts: list[str], request: bytes) -> ChildAnalysis | None:
+        """A session with the server at ``path`` if one answers at once, else ``None``."""
+        connection = analysis_server.connect(path)
+        if connection is None:
+            return None
+        server = cls(texts, _Socket(connection))
+        if server._send(request) and server._first_answer(FIRST_ANSWER_TIMEOUT_S) is not None:
+            return server
+        log.debug("the analysis server at %s did not answer", path)
+        server.close()
+        return None
+
+    @property
+    def via_server(self) -> bool:
+        """Whether a lingering server answers (no child was started)."""
+        return isinstance(self._channel, _Socket)
+
+    @property
+    def server(self) -> tuple[int, int] | None:
+        """The pid of the process that answers and how many sessions it has served (this one
+        included), waiting for its first answer; ``None`` if it failed."""
+        first = self._first_answer()
+        if not isinstance(first, dict):
+            return None
+        pid, served = first.get("pid"), first.get("served")
+        return (pid, served) if isinstance(pid, int) and isinstance(served, int) else None
 
     @property
     def analyzer_config(self) -> dict[str, Any] | None:
@@ -133,30 +187,26 @@ class ChildAnalysis:
         return out if len(out) == len(texts) else None
 
     def close(self) -> None:
-        """Stop the child and reap it; later requests answer ``None``."""
+        """End the session (a child that does not linger is stopped and reaped); later
+        requests answer ``None``."""
         if not self._closed:
             self._closed = True
-            self._process.kill()
-            for stream in (self._process.stdin, self._process.stdout):
-                with contextlib.suppress(OSError):
-                    stream.close()  # type: ignore[union-attr]
-            self._process.wait()
+            self._channel.close()
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):  # interpreter shutdown: do what can be done
             self.close()
 
-    # ------------------------------------------------------------------ the pipes
-    def _first_answer(self) -> Any:
+    # ------------------------------------------------------------------ the channel
+    def _first_answer(self, timeout: float = TIMEOUT_S) -> Any:
         if not self._read_first:
             self._read_first = True
-            self._first = self._receive()
+            self._first = self._receive(timeout)
         return self._first
 
     def _ask(self, op: str, texts: list[str]) -> Any:
         self._first_answer()  # answers come in order
-        request = json.dumps({"op": op, "texts": texts}, ensure_ascii=False)
-        if not self._send(request.encode("utf-8") + b"\n"):
+        if not self._send(json_line({"op": op, "texts": texts})):
             return None
         answer = self._receive()
         return answer.get("result") if isinstance(answer, dict) else None
@@ -165,25 +215,27 @@ class ChildAnalysis:
         if self._closed:
             return False
         try:
-            self._process.stdin.write(data)  # type: ignore[union-attr]
-            self._process.stdin.flush()  # type: ignore[union-attr]
+            self._channel.send(data)
         except OSError as e:  # the child died
             log.debug("the analysis child cannot be written to (%s)", e)
             self.close()
             return False
         return True
 
-    def _receive(self) -> Any:
-        """The next JSON line of the child; ``None`` (and the child stopped) if it fails,
-        ends or takes more than :data:`TIMEOUT_S`."""
+    def _receive(self, timeout: float = TIMEOUT_S) -> Any:
+        """The next JSON line of the child; ``None`` (and the session closed) if it fails,
+        ends or takes more than ``timeout`` seconds."""
         if self._closed:
             return None
-        fd = self._process.stdout.fileno()  # type: ignore[union-attr]
-        deadline = time.monotonic() + TIMEOUT_S
+        fd = self._channel.fileno()
+        deadline = time.monotonic() + timeout
         while b"\n" not in self._buffer:
             left = deadline - time.monotonic()
             ready = select.select([fd], [], [], max(left, 0))[0] if left > 0 else []
-            chunk = os.read(fd, 1 << 16) if ready else b""
+            try:
+                chunk = os.read(fd, 1 << 16) if ready else b""
+            except OSError:  # e.g. a server that reset the connection
+                chunk = b""
             if not chunk:
                 log.debug("the analysis child ended or timed out")
                 self.close()
@@ -195,6 +247,51 @@ class ChildAnalysis:
         except ValueError:
             self.close()
             return None
+
+
+class _Pipes:
+    """A child's stdin and stdout. A lingering child has left the process started here (which
+    exits at once), so closing the pipes ends the session without stopping it."""
+
+    def __init__(self, process: subprocess.Popen[bytes], *, lingering: bool) -> None:
+        self.process = process
+        self.lingering = lingering
+
+    def fileno(self) -> int:
+        return self.process.stdout.fileno()  # type: ignore[union-attr]
+
+    def send(self, data: bytes) -> None:
+        self.process.stdin.write(data)  # type: ignore[union-attr]
+        self.process.stdin.flush()  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        if not self.lingering:
+            self.process.kill()
+        for stream in (self.process.stdin, self.process.stdout):
+            with contextlib.suppress(OSError):
+                stream.close()  # type: ignore[union-attr]
+        try:
+            self.process.wait(timeout=DETACH_TIMEOUT_S if self.lingering else None)
+        except subprocess.TimeoutExpired:  # stuck before it could detach itself
+            self.process.kill()
+            self.process.wait()
+
+
+class _Socket:
+    """A connection to a lingering server."""
+
+    def __init__(self, connection: socket.socket) -> None:
+        connection.settimeout(TIMEOUT_S)  # for sends; answers are awaited with select
+        self.connection = connection
+
+    def fileno(self) -> int:
+        return self.connection.fileno()
+
+    def send(self, data: bytes) -> None:
+        self.connection.sendall(data)
+
+    def close(self) -> None:
+        self.connection.close()
 
 
 class ChildAnalyzer:
@@ -233,53 +330,3 @@ def _child_env() -> dict[str, str]:
     root = str(Path(__file__).resolve().parents[2])  # the directory holding kosearch/
     paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
-
-
-def main() -> None:
-    """Serve one parent: read ``{"lexical": dir or null, "texts": [...]}``, print the analyzer's
-    config and the query terms of each text as a JSON line; then answer each request line
-    ``{"op": "query_terms" | "locate", "texts": [...]}`` with ``{"result": ...}`` (``null``
-    if it failed) until the input ends, and exit at once.
-
-    The child reads only the analyzer's entry of ``config.json`` (not through
-    :mod:`kosearch.lexical.format`, which imports numpy, 0.1-0.3 s here); the parent checks
-    the config the child reports against the one it loaded and validated. It leaves with
-    ``os._exit``, so that neither Kiwi's ~300 MB of small allocations nor the interpreter are
-    torn down while the parent waits.
-    """
-    from kosearch.lexical.analyzers import MorphemeAnalyzer, analyzer_from_config, query_terms
-
-    request = json.loads(sys.stdin.buffer.readline())
-    source = request["lexical"]
-    analyzer = (MorphemeAnalyzer() if source is None
-                else analyzer_from_config(tokenizer_config(source)))
-    _answer({"analyzer": analyzer.config(), "terms": query_terms(analyzer, request["texts"])})
-    for line in sys.stdin.buffer:
-        result: Any = None
-        with contextlib.suppress(Exception):  # a failed request answers null
-            asked = json.loads(line)
-            if asked["op"] == "query_terms":
-                result = query_terms(analyzer, asked["texts"])
-            elif asked["op"] == "locate":
-                result = [[terms, starts] for terms, starts
-                          in analyzer.locate(asked["texts"])]  # type: ignore[attr-defined]
-        _answer({"result": result})
-    os._exit(0)
-
-
-def _answer(message: dict[str, Any]) -> None:
-    sys.stdout.buffer.write(json.dumps(message, ensure_ascii=False).encode("utf-8") + b"\n")
-    sys.stdout.buffer.flush()
-
-
-def tokenizer_config(lexical_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The ``tokenizer`` entry of a saved lexical index's ``config.json`` (unchecked)."""
-    header = json.loads((Path(lexical_dir) / "config.json").read_text(encoding="utf-8"))
-    config = header["tokenizer"]
-    if not isinstance(config, dict):
-        raise ValueError(f"the tokenizer entry of {lexical_dir}/config.json is not an object")
-    return config
-
-
-if __name__ == "__main__":
-    main()
