@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from kosearch.errors import ConfigError, ModelMismatchError
+from kosearch.errors import ConfigError, KosearchError, ModelMismatchError
 from kosearch.settings import ChunkSettings, IndexSettings, SearchOptions
 from kosearch.storage.layout import LEXICAL_DIR, is_index
 from kosearch.types import Hit, Mode, UpdateReport
@@ -213,16 +213,67 @@ def search_directory(
     bm25 = options.mode is None or str(options.mode) in (Mode.HYBRID.value, Mode.LEXICAL.value)
     lexical = Path(path) / LEXICAL_DIR
     analysis = None
+    dense = str(options.mode) != Mode.LEXICAL.value
+    wanted = _helper_encoder(path, model, device, query_backend) if linger and dense else None
     if bm25 or options.highlights:  # an index without BM25 highlights with the default Kiwi
-        analysis = ChildAnalysis.start(lexical if lexical.is_dir() else None, texts,
-                                        linger=linger)
+        analysis = ChildAnalysis.start(
+            lexical if lexical.is_dir() else None, texts, linger=linger, module=ONESHOT_HELPER,
+            extra={"encoder": wanted[0]} if wanted else None)
     try:
         from kosearch.index import Index
 
-        index = Index.load(path, model=model, device=device, query_backend=query_backend)
+        encoder = _remote_encoder(analysis, wanted, device, query_backend)
+        index = Index.load(path, encoder=encoder, model=model, device=device,
+                           query_backend=query_backend)
         index.warm_up(options.mode, texts, analysis=analysis, highlights=options.highlights)
         index.set_search_params(nprobe=nprobe, ef_search=ef_search)
         return index.search_batch(texts, k, filter=filter, **options.keywords())
     finally:
         if analysis is not None:
             analysis.close()  # a no-op once the search used it; else stop the child
+
+
+# The helper process of one-shot queries: Kiwi and the query encoder (kosearch.retrieval.oneshot,
+# started by name: this module does not import the retrieval layer).
+ONESHOT_HELPER = "kosearch.retrieval.oneshot"
+
+
+def _helper_encoder(path: str | os.PathLike[str], model: str | None, device: str | None,
+                    query_backend: str) -> tuple[dict[str, str], Any] | None:
+    """What a lingering helper may encode this one-shot query with: the index's ONNX export
+    when queries would run on it here (no other model, a CPU, an export already made), as
+    ``(spec, the manifest's model)``; else ``None``."""
+    from kosearch.encoding import onnx_runtime
+    from kosearch.encoding.remote import encoder_spec
+    from kosearch.storage.manifest import read_manifest
+
+    if (model is not None or query_backend not in ("auto", "onnx")
+            or device not in (None, "auto", "cpu") or not onnx_runtime.onnxruntime_available()):
+        return None
+    try:
+        info = read_manifest(path).model
+        directory = onnx_runtime.export_dir(info.fingerprint, info.max_tokens)
+        onnx_runtime.read_export(directory)
+    except KosearchError:
+        return None  # no export yet: the query makes it, the next one can use a helper
+    spec = encoder_spec(str(directory), info.name, info.query_prompt, info.passage_prompt)
+    return spec, info
+
+
+def _remote_encoder(analysis: Any, wanted: tuple[dict[str, str], Any] | None,
+                    device: str | None, query_backend: str) -> Encoder | None:
+    """The helper's query encoder, where a lingering helper has the one ``wanted`` loaded."""
+    if analysis is None or wanted is None or not analysis.via_server:
+        return None
+    spec, info = wanted
+    held = analysis.first("encoder")
+    if (not isinstance(held, dict) or held.get("directory") != spec["directory"]
+            or held.get("fingerprint") != info.fingerprint or held.get("dim") != info.dim):
+        return None
+    from functools import partial
+
+    from kosearch.encoding.factory import load_query_encoder
+    from kosearch.encoding.remote import RemoteQueryEncoder
+
+    return RemoteQueryEncoder(analysis.ask, spec["directory"], info,
+                              partial(load_query_encoder, info, query_backend, device))

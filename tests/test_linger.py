@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from fakes import SAMPLE_DOCS, HashEncoder
@@ -27,7 +28,7 @@ from kosearch.lexical.analyzers import MorphemeAnalyzer, query_terms
 from kosearch.lexical.bm25 import LexicalIndex
 from kosearch.lexical.child_analysis import ChildAnalysis
 from kosearch.lexical.format import read_analyzer
-from kosearch.operations import search_directory
+from kosearch.operations import ONESHOT_HELPER, _remote_encoder, search_directory
 from kosearch.settings import SearchOptions
 
 QUERIES = ["헤이그는 무슨 장관이었나?", "서울 지하철"]
@@ -316,12 +317,120 @@ def test_one_shot_queries_return_at_once_and_reuse_the_lingering_child(
     want = run(0)
     assert json.loads(want)["hits"] and _started_with(runtime.parent) == []
     assert run(LINGER) == want
-    path = socket_path(str(tmp_path / "idx" / "lexical"))
+    path = socket_path(str(tmp_path / "idx" / "lexical"), ONESHOT_HELPER)
     assert path is not None
     _wait_for(lambda: _listening(path), "the server's socket")
     assert run(LINGER) == want
-    probe = ChildAnalysis.start(tmp_path / "idx" / "lexical", ["서울"], linger=LINGER)
+    probe = ChildAnalysis.start(tmp_path / "idx" / "lexical", ["서울"], linger=LINGER,
+                                module=ONESHOT_HELPER)
     assert probe is not None and probe.via_server and probe.server is not None
     assert probe.server[1] == 3  # the first query, the second, this probe
     assert _started_with(runtime.parent) == [probe.server[0]]
     probe.close()
+
+
+# ------------------------------------------------------------------ the query encoder in the helper
+
+
+@pytest.fixture(scope="module")
+def onnx_index(tmp_path_factory: pytest.TempPathFactory, tiny_xlmr_dir: Path) -> Path:
+    """An index of a real (tiny) model whose ONNX query export is in the cache."""
+    from kosearch.encoding.encoder import SentenceTransformerEncoder
+    from kosearch.encoding.onnx_export import ensure_export
+
+    encoder = SentenceTransformerEncoder(str(tiny_xlmr_dir), device="cpu")
+    path = tmp_path_factory.mktemp("onnx-index") / "idx"
+    Index.build(SAMPLE_DOCS, path, encoder=encoder)
+    ensure_export(encoder)
+    return path
+
+
+def _helper_session(index: Path, queries: list[str]) -> tuple[ChildAnalysis, dict, object]:
+    from kosearch.encoding.onnx_runtime import export_dir
+    from kosearch.encoding.remote import encoder_spec
+    from kosearch.storage.manifest import read_manifest
+
+    info = read_manifest(index).model
+    spec = encoder_spec(str(export_dir(info.fingerprint, info.max_tokens)), info.name,
+                        info.query_prompt, info.passage_prompt)
+    analysis = ChildAnalysis.start(index / "lexical", queries, linger=LINGER,
+                                   module=ONESHOT_HELPER, extra={"encoder": spec})
+    assert analysis is not None
+    return analysis, spec, info
+
+
+def test_a_lingering_helper_encodes_the_next_queries_bit_for_bit(
+    runtime: Path, onnx_index: Path
+) -> None:
+    from kosearch.encoding.onnx_runtime import OnnxQueryEncoder
+    from kosearch.encoding.remote import RemoteQueryEncoder
+
+    options = SearchOptions(mode="hybrid")
+    want = Index.load(onnx_index, query_backend="auto").search_batch(QUERIES, 3, mode="hybrid")
+    assert search_directory(onnx_index, QUERIES, 3, options, query_backend="auto") == want
+    path = socket_path(str(onnx_index / "lexical"), ONESHOT_HELPER)
+    assert path is not None
+    _wait_for(lambda: _listening(path), "the helper's socket")
+
+    analysis, spec, info = _helper_session(onnx_index, QUERIES)
+    assert analysis.via_server
+    held = analysis.first("encoder")  # loaded once the first query's session ended
+    assert held == {"directory": spec["directory"], "fingerprint": info.fingerprint,
+                    "dim": info.dim, "query_prompt": info.query_prompt}
+    remote = RemoteQueryEncoder(analysis.ask, spec["directory"], info,
+                                lambda: pytest.fail("the helper did not encode"))
+    texts = [*QUERIES, "a longer query: " + TEXTS[1] * 3]
+    local = OnnxQueryEncoder(spec["directory"], name=info.name, query_prompt=info.query_prompt)
+    got = remote.encode_queries(texts)
+    assert got.dtype == np.float32 and np.array_equal(got, local.encode_queries(texts))
+    analysis.close()
+    # the whole one-shot search through the helper gives the same hits
+    assert search_directory(onnx_index, QUERIES, 3, options, query_backend="auto") == want
+    probe, _, _ = _helper_session(onnx_index, QUERIES)
+    assert probe.via_server and probe.server is not None and probe.server[1] == 4
+    probe.close()
+
+
+def test_the_query_side_loads_its_own_encoder_when_the_helper_fails(onnx_index: Path) -> None:
+    from kosearch.encoding.onnx_runtime import OnnxQueryEncoder
+    from kosearch.encoding.remote import RemoteQueryEncoder
+    from kosearch.storage.manifest import read_manifest
+
+    info = read_manifest(onnx_index).model
+    loaded: list[int] = []
+
+    def local() -> OnnxQueryEncoder:
+        loaded.append(1)
+        from kosearch.encoding.onnx_runtime import export_dir
+        return OnnxQueryEncoder(export_dir(info.fingerprint, info.max_tokens), name=info.name,
+                                query_prompt=info.query_prompt)
+
+    for answer in (None, [[0.0] * 3], "nonsense"):
+        remote = RemoteQueryEncoder(lambda *a, answer=answer, **k: answer, "dir", info, local)
+        assert remote.encode_queries(QUERIES).shape == (len(QUERIES), info.dim)
+    assert len(loaded) == 3
+
+
+def test_a_helper_holding_another_model_is_not_used(onnx_index: Path) -> None:
+    from kosearch.storage.manifest import read_manifest
+
+    info = read_manifest(onnx_index).model
+    spec = {"directory": "/x/export"}
+
+    class Helper:
+        via_server = True
+
+        def __init__(self, held: object) -> None:
+            self.held = held
+
+        def first(self, name: str) -> object:
+            return self.held if name == "encoder" else None
+
+        def ask(self, *args: object, **kwargs: object) -> None:
+            return None
+
+    good = {"directory": "/x/export", "fingerprint": info.fingerprint, "dim": info.dim}
+    assert _remote_encoder(Helper(good), (spec, info), None, "auto") is not None
+    for held in (None, {**good, "fingerprint": "0" * 16}, {**good, "dim": info.dim + 1},
+                 {**good, "directory": "/y/export"}):
+        assert _remote_encoder(Helper(held), (spec, info), None, "auto") is None

@@ -33,7 +33,7 @@ import stat
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kosearch.errors import ConfigError
 
@@ -92,14 +92,15 @@ def runtime_dir() -> Path | None:
     return path
 
 
-def socket_path(lexical_dir: str | None) -> str | None:
+def socket_path(lexical_dir: str | None, module: str = __name__) -> str | None:
     """Where the server for the analyzer of ``lexical_dir`` (None: the default Kiwi analyzer)
     listens; ``None`` if there can be none (no private runtime directory, an unreadable
     config, no kiwipiepy, a path too long for a socket).
 
     The name hashes everything a server's answers depend on: the analyzer's raw config, the
-    versions of kosearch and kiwipiepy, the interpreter, and where this kosearch lives (two
-    checkouts of one version may answer differently).
+    versions of kosearch and kiwipiepy, the interpreter, where this kosearch lives (two
+    checkouts of one version may answer differently) and the ``module`` the server runs (one
+    with a :class:`Host` answers more).
     """
     from importlib import metadata
 
@@ -116,7 +117,7 @@ def socket_path(lexical_dir: str | None) -> str | None:
     if directory is None:
         return None
     key = json.dumps([analyzer, __version__, kiwi, sys.executable,
-                      str(Path(__file__).resolve().parents[1])])
+                      str(Path(__file__).resolve().parents[1]), module])
     path = str(directory / hashlib.sha256(key.encode("utf-8")).hexdigest()[:16])
     if len(path.encode()) + 8 > MAX_PATH_BYTES:  # 8: the temporary name's ".<pid>"
         log.debug("no analysis server: %s is too long for a socket", path)
@@ -148,15 +149,35 @@ def connect(path: str, timeout: float = CONNECT_TIMEOUT_S) -> socket.socket | No
 # ------------------------------------------------------------------ answering requests
 
 
-def first_answer(analyzer: Analyzer, request: dict[str, Any], served: int) -> dict[str, Any]:
+class Host(Protocol):
+    """More than Kiwi in the same process, given to :func:`main` by a module of a higher layer
+    (:mod:`kosearch.retrieval.oneshot` adds the query encoder)."""
+
+    def first(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Fields to add to a session's first answer (and note what ``request`` asks for)."""
+
+    def handle(self, op: str, asked: dict[str, Any]) -> Any:
+        """The result of a request ``op`` that Kiwi does not answer (raise for an unknown one)."""
+
+    def prepare(self) -> None:
+        """Load what the sessions so far asked for; called after each session."""
+
+
+def first_answer(analyzer: Analyzer, request: dict[str, Any], served: int,
+                 host: Host | None = None) -> dict[str, Any]:
     """The answer to a session's first line: the analyzer's config and the texts' terms."""
     from kosearch.lexical.analyzers import query_terms
 
-    return {"analyzer": analyzer.config(), "terms": query_terms(analyzer, request["texts"]),
-            "pid": os.getpid(), "served": served}
+    extra: dict[str, Any] = {}
+    if host is not None:
+        with contextlib.suppress(Exception):  # the host's part is optional
+            extra = host.first(request)
+    return {**extra, "analyzer": analyzer.config(),
+            "terms": query_terms(analyzer, request["texts"]), "pid": os.getpid(),
+            "served": served}
 
 
-def answer(analyzer: Analyzer, line: bytes) -> dict[str, Any]:
+def answer(analyzer: Analyzer, line: bytes, host: Host | None = None) -> dict[str, Any]:
     """The answer to a request line; its ``result`` is ``None`` if the request failed."""
     from kosearch.lexical.analyzers import query_terms
 
@@ -168,6 +189,8 @@ def answer(analyzer: Analyzer, line: bytes) -> dict[str, Any]:
         elif asked["op"] == "locate":
             result = [[terms, starts] for terms, starts
                       in analyzer.locate(asked["texts"])]  # type: ignore[attr-defined]
+        elif host is not None:
+            result = host.handle(asked["op"], asked)
     return {"result": result}
 
 
@@ -179,7 +202,7 @@ def json_line(message: dict[str, Any]) -> bytes:
 # ------------------------------------------------------------------ the analysis process
 
 
-def main() -> None:
+def main(host: Host | None = None) -> None:
     """Serve one parent: read ``{"lexical": dir or null, "texts": [...]}``, print the analyzer's
     config and the query terms of each text as a JSON line; then answer each request line
     ``{"op": "query_terms" | "locate", "texts": [...]}`` with ``{"result": ...}`` (``null``
@@ -188,7 +211,7 @@ def main() -> None:
     With ``"linger": seconds`` and ``"socket": path`` in the first line, the child forks at
     once (before Kiwi loads: no threads yet), the process the parent started exits, and the
     grandchild, in a session of its own, serves the parent and then lingers on the socket
-    (:func:`linger`).
+    (:func:`linger`). A ``host`` answers the requests Kiwi does not (:class:`Host`).
 
     The child reads only the analyzer's entry of ``config.json`` (not through
     :mod:`kosearch.lexical.format`, which imports numpy, 0.1-0.3 s here); the parent checks
@@ -210,17 +233,17 @@ def main() -> None:
                 else analyzer_from_config(tokenizer_config(source)))
     out = sys.stdout.buffer
     with contextlib.suppress(OSError):  # a parent gone early: linger all the same
-        out.write(json_line(first_answer(analyzer, request, served=1)))
+        out.write(json_line(first_answer(analyzer, request, 1, host)))
         out.flush()
         for line in sys.stdin.buffer:
-            out.write(json_line(answer(analyzer, line)))
+            out.write(json_line(answer(analyzer, line, host)))
             out.flush()
     if lingering:
-        linger(analyzer, path, idle_s)
+        linger(analyzer, path, idle_s, host)
     os._exit(0)
 
 
-def linger(analyzer: Analyzer, path: str, idle_s: float) -> None:
+def linger(analyzer: Analyzer, path: str, idle_s: float, host: Host | None = None) -> None:
     """Serve ``analyzer`` on a socket at ``path`` until nobody has connected for ``idle_s``
     seconds, then remove the socket; return at once if another server already listens there.
 
@@ -229,6 +252,8 @@ def linger(analyzer: Analyzer, path: str, idle_s: float) -> None:
     that started it stays held.
     """
     _detach()
+    if host is not None:
+        host.prepare()
     bound = _bind(path)
     if bound is None:
         return
@@ -242,7 +267,9 @@ def linger(analyzer: Analyzer, path: str, idle_s: float) -> None:
             except OSError:
                 continue
             with connection:
-                served += _session(connection, analyzer, served + 1)
+                served += _session(connection, analyzer, served + 1, host)
+            if host is not None:
+                host.prepare()
     finally:
         _remove(path, identity)
         listener.close()
@@ -313,7 +340,8 @@ def _remove(path: str, identity: tuple[int, int]) -> None:
             os.unlink(path)
 
 
-def _session(connection: socket.socket, analyzer: Analyzer, served: int) -> int:
+def _session(connection: socket.socket, analyzer: Analyzer, served: int,
+             host: Host | None) -> int:
     """Answer one client until it closes or falls silent; 1 if it had its first answer."""
     connection.settimeout(SESSION_TIMEOUT_S)
     answered = 0
@@ -322,10 +350,10 @@ def _session(connection: socket.socket, analyzer: Analyzer, served: int) -> int:
         first = lines.readline()
         if not first:  # a probe (another server checking for this one): not a session
             return 0
-        connection.sendall(json_line(first_answer(analyzer, json.loads(first), served)))
+        connection.sendall(json_line(first_answer(analyzer, json.loads(first), served, host)))
         answered = 1
         for line in lines:
-            connection.sendall(json_line(answer(analyzer, line)))
+            connection.sendall(json_line(answer(analyzer, line, host)))
     except Exception as e:  # a client that misbehaves or vanishes only ends its session
         log.debug("analysis session ended (%s)", e)
     return answered

@@ -47,6 +47,7 @@ TIMEOUT_S = 120.0
 """How long to wait for one answer of the child (its first includes Kiwi's load)."""
 FIRST_ANSWER_TIMEOUT_S = 0.5
 """How long a lingering server may take to answer before a query starts its own child."""
+SERVER_MODULE = "kosearch.lexical.analysis_server"
 DETACH_TIMEOUT_S = 10.0
 """How long the process started for a lingering child may take to leave it (at its start)."""
 
@@ -77,7 +78,8 @@ class ChildAnalysis:
 
     @classmethod
     def start(cls, lexical_dir: str | os.PathLike[str] | None, texts: Sequence[str], *,
-              linger: float = 0.0) -> ChildAnalysis | None:
+              linger: float = 0.0, module: str = SERVER_MODULE,
+              extra: Mapping[str, Any] | None = None) -> ChildAnalysis | None:
         """Start a child analyzing ``texts`` with the analyzer saved in ``lexical_dir`` (None:
         the default Kiwi analyzer); ``None`` with one core, no interpreter, no such directory,
         no ``select`` on pipes (Windows), or more input than :data:`MAX_INPUT_BYTES`.
@@ -85,14 +87,18 @@ class ChildAnalysis:
         With ``linger`` > 0, a server left by an earlier query for the same analyzer answers
         if there is one (no child then); else the child stays after :meth:`close`, as that
         server, until nobody has asked it anything for ``linger`` seconds.
+
+        ``module`` is the one the child runs (``python -m``): the analysis server, or one that
+        gives it a :class:`~kosearch.lexical.analysis_server.Host`; ``extra`` goes into the
+        first request, for that host.
         """
         texts = list(texts)
         source = None if lexical_dir is None else os.path.abspath(lexical_dir)
-        request: dict[str, Any] = {"lexical": source, "texts": texts}
+        request: dict[str, Any] = {**(extra or {}), "lexical": source, "texts": texts}
         if (os.name != "posix" or len(json_line(request)) > MAX_INPUT_BYTES
                 or (source is not None and not Path(source).is_dir())):
             return None
-        path = analysis_server.socket_path(source) if linger > 0 else None
+        path = analysis_server.socket_path(source, module) if linger > 0 else None
         if path is not None:
             server = cls._from_server(path, texts, json_line(request))
             if server is not None:
@@ -102,7 +108,7 @@ class ChildAnalysis:
             return None
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "kosearch.lexical.analysis_server"],
+                [sys.executable, "-m", module],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                 env=_child_env(),
             )
@@ -141,6 +147,11 @@ class ChildAnalysis:
             return None
         pid, served = first.get("pid"), first.get("served")
         return (pid, served) if isinstance(pid, int) and isinstance(served, int) else None
+
+    def first(self, name: str) -> Any:
+        """Field ``name`` of the first answer (waiting for it); ``None`` if absent or failed."""
+        first = self._first_answer()
+        return first.get(name) if isinstance(first, dict) else None
 
     @property
     def analyzer_config(self) -> dict[str, Any] | None:
@@ -204,9 +215,14 @@ class ChildAnalysis:
             self._first = self._receive(timeout)
         return self._first
 
-    def _ask(self, op: str, texts: list[str]) -> Any:
+    def ask(self, op: str, texts: list[str], **fields: Any) -> Any:
+        """The ``result`` of request ``op`` on ``texts`` (with ``fields``); ``None`` if the
+        child failed, or could not do it."""
+        return self._ask(op, texts, **fields)
+
+    def _ask(self, op: str, texts: list[str], **fields: Any) -> Any:
         self._first_answer()  # answers come in order
-        if not self._send(json_line({"op": op, "texts": texts})):
+        if not self._send(json_line({**fields, "op": op, "texts": texts})):
             return None
         answer = self._receive()
         return answer.get("result") if isinstance(answer, dict) else None
