@@ -8,6 +8,12 @@ as the query-analysis child, included). One warm-up run of every command comes f
 makes the ONNX export); then ``--rounds`` rounds, the commands interleaved (reversed every other
 round) so that load from other jobs hits them alike; medians are reported.
 
+A query's analysis child lingers for the next one (``KOSEARCH_ANALYZER_LINGER``; the bench
+sets 60 s and a private ``XDG_RUNTIME_DIR``, so the helpers it starts are its own and leave a
+minute after it), so the rounds after the warm-up measure queries that find a helper with Kiwi
+and the query encoder loaded. ``--linger-too`` adds every query run with
+``KOSEARCH_ANALYZER_LINGER=0`` (a fresh child each time, nothing lingering), interleaved.
+
 ``--baseline DIR`` adds the same commands run with another kosearch checkout first on
 ``PYTHONPATH`` (e.g. ``/work/main``), interleaved with this one, for a before/after in one run.
 The CPU's model name and flags (avx2, avx512f, avx512_bf16, amx) and the load average are
@@ -18,6 +24,7 @@ Usage (from the repo root):
   python bench/oneshot.py --baseline /work/main --rounds 5
   python bench/oneshot.py --index my-index --query "..." --json out.json
   python bench/oneshot.py --no-highlights-too      # what highlights add, per mode
+  python bench/oneshot.py --linger-too             # with and without the lingering helper
 """
 
 from __future__ import annotations
@@ -83,13 +90,17 @@ def main() -> None:
                         help="another kosearch checkout to compare with, in the same run")
     parser.add_argument("--no-highlights-too", action="store_true",
                         help="also time each mode with --no-highlights (this checkout)")
+    parser.add_argument("--linger-too", action="store_true",
+                        help="also run every query with KOSEARCH_ANALYZER_LINGER=0")
     parser.add_argument("--json", dest="json_out", default=None)
     args = parser.parse_args()
     args.index = args.index.resolve()
     trees = {"": ROOT}
     if args.baseline is not None:
         trees = {"before: ": args.baseline.resolve(), "after: ": ROOT}
-    envs = {label: {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(tree)}
+    runtime = tempfile.mkdtemp(prefix="ks-rt-", dir="/tmp")  # short: socket paths are limited
+    envs = {label: {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(tree),
+                    "XDG_RUNTIME_DIR": runtime, "KOSEARCH_ANALYZER_LINGER": "60"}
             for label, tree in trees.items()}
     if not (args.index / "manifest.json").is_file():
         args.index.parent.mkdir(parents=True, exist_ok=True)
@@ -104,6 +115,10 @@ def main() -> None:
         if args.no_highlights_too:
             commands[f"{list(trees)[-1]}query --mode {mode} --no-highlights"] = (
                 [*query, "--mode", mode, "--no-highlights"], envs[list(trees)[-1]])
+        if args.linger_too:
+            commands[f"{list(trees)[-1]}query --mode {mode}, no linger"] = (
+                [*query, "--mode", mode],
+                {**envs[list(trees)[-1]], "KOSEARCH_ANALYZER_LINGER": "0"})
     print(cpu_line())
     print(f"index {args.index}, {args.rounds} rounds after one warm-up; "
           f"load average {os.getloadavg()[0]:.1f} at the start", flush=True)
