@@ -8,7 +8,8 @@ not guess. The first time a model is used with ``auto`` on a machine, :func:`cal
    few words to ~300 tokens) in fp32 and in each candidate (``int8``, and ``bf16`` where the
    CPU has native bfloat16), after one warm-up call each, :data:`ROUNDS` interleaved rounds;
 2. refuses a candidate whose vectors fail the quality guard (any vector below cosine
-   :data:`~kosearch.encoding.int8.GUARD_COSINE` to fp32) or that cannot run;
+   :data:`~kosearch.encoding.int8.GUARD_COSINE` to fp32, or their mean below
+   :data:`~kosearch.encoding.int8.GUARD_MEAN_COSINE`) or that cannot run;
 3. picks the fastest remaining one if it beats fp32 by :data:`MIN_GAIN` (else fp32, so ``auto``
    is never slower than fp32 as measured);
 4. caches the figures and the choice in ``<cache>/precision/<key>.json``, keyed by the model's
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from kosearch.encoding import int8
 from kosearch.encoding.cpu import cpu_info
-from kosearch.encoding.int8 import guard_sample, min_cosine, reference_vectors
+from kosearch.encoding.int8 import agreement, guard_failure, guard_sample, reference_vectors
 from kosearch.encoding.onnx_runtime import cache_home
 from kosearch.encoding.precision import cpu_supports_bf16
 from kosearch.errors import ConfigError, KosearchError
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-VERSION = 1
+VERSION = 2
 """Bumped when the procedure changes, so older cached choices are measured again."""
 ROUNDS = 2
 MIN_GAIN = 1.05
@@ -64,6 +65,7 @@ class Calibration:
         choice: the precision used (``fp32``, ``bf16`` or ``int8``).
         rates: passages/s on the sample, per precision measured.
         cosines: each candidate's least cosine to fp32 on the sample.
+        mean_cosines: each candidate's mean cosine to fp32 on the sample.
         refused: why a candidate was left out (the guard, or an error), per precision.
         key: what the result is cached by.
         measured: when it was measured (UTC, ISO 8601).
@@ -73,6 +75,7 @@ class Calibration:
     choice: str
     rates: dict[str, float]
     cosines: dict[str, float] = field(default_factory=dict)
+    mean_cosines: dict[str, float] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)
     key: dict[str, Any] = field(default_factory=dict)
     measured: str = ""
@@ -197,13 +200,17 @@ def measure_precisions(encoder: SentenceTransformerEncoder, key: dict[str, Any])
             elapsed = time.perf_counter() - start
             best[name] = min(best.get(name, elapsed), elapsed)
     rates = {name: round(len(texts) / seconds, 3) for name, seconds in best.items()}
-    cosines = {name: round(min_cosine(v, vectors["fp32"]), 6)
-               for name, v in vectors.items() if name != "fp32"}
-    for name, cosine in cosines.items():
-        if cosine < int8.GUARD_COSINE:
-            refused[name] = f"least cosine to fp32 {cosine:.4f} < {int8.GUARD_COSINE}"
+    cosines: dict[str, float] = {}
+    means: dict[str, float] = {}
+    for name, got in vectors.items():
+        if name != "fp32":
+            least, mean = agreement(got, vectors["fp32"])
+            cosines[name], means[name] = round(least, 6), round(mean, 6)
+            reason = guard_failure(least, mean)
+            if reason is not None:
+                refused[name] = reason
     return Calibration(choice=choose(rates, cosines, refused), rates=rates, cosines=cosines,
-                       refused=refused, key=key,
+                       mean_cosines=means, refused=refused, key=key,
                        measured=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
 

@@ -10,8 +10,9 @@ tensor, or per channel with 7-bit activations) fell to 0.97.
 The quantized model is made once per model and token limit, beside the fp32 export in the
 per-user cache (``<cache>/onnx/<fingerprint>-<max tokens>-int8-v2``), and checked against torch
 fp32 on a sample before it is published (the quality guard: every vector at cosine >=
-:data:`GUARD_COSINE`). A model that fails the guard is refused with a :class:`ConfigError`;
-the verdict is stored with the export, so the check runs once.
+:data:`GUARD_COSINE`, and their mean >= :data:`GUARD_MEAN_COSINE`). A model that fails the
+guard is refused with a :class:`ConfigError`; the verdict is stored with the export, so the
+check runs once.
 
 Queries stay fp32 (torch, or the fp32 export), like every precision's.
 """
@@ -49,6 +50,10 @@ log = logging.getLogger(__name__)
 
 GUARD_COSINE = 0.99
 """The least cosine to fp32 any vector of the guard's sample may have."""
+GUARD_MEAN_COSINE = 0.998
+"""The least mean cosine to fp32 over the guard's sample. Set from a measurement: int8 of
+me5-small-ko, at mean cosine 0.996 (every vector above 0.99), lost 0.008 nDCG@10 on KorQuAD
+dev, more than the 0.005 the guard allows; bf16, at 0.99999, lost nothing."""
 VARIANT = "int8"
 
 
@@ -62,26 +67,34 @@ def guard_sample() -> list[str]:
     return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def min_cosine(got: np.ndarray, want: np.ndarray) -> float:
-    """The least row-wise cosine between two ``(n, dim)`` arrays."""
+def agreement(got: np.ndarray, want: np.ndarray) -> tuple[float, float]:
+    """The least and the mean row-wise cosine between two ``(n, dim)`` arrays."""
     norms = np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1)
-    return float(np.min(np.sum(got * want, axis=1) / np.maximum(norms, 1e-12)))
+    cosines = np.sum(got * want, axis=1) / np.maximum(norms, 1e-12)
+    return float(np.min(cosines)), float(np.mean(cosines))
 
 
-def check_guard(name: str, precision: str, cosine: float) -> None:
-    """Refuse ``precision`` for model ``name`` when its least cosine to fp32 is below
-    :data:`GUARD_COSINE`.
+def guard_failure(least: float, mean: float) -> str | None:
+    """Why vectors at these cosines to fp32 fail the quality guard; ``None`` if they pass."""
+    if least < GUARD_COSINE:
+        return (f"a vector of the quality guard's sample is at cosine {least:.4f} to fp32 "
+                f"(the least allowed is {GUARD_COSINE})")
+    if mean < GUARD_MEAN_COSINE:
+        return (f"the quality guard's sample is at mean cosine {mean:.4f} to fp32 (the least "
+                f"allowed is {GUARD_MEAN_COSINE}, which keeps nDCG@10 within 0.005 of fp32)")
+    return None
+
+
+def check_guard(name: str, precision: str, least: float, mean: float) -> None:
+    """Refuse ``precision`` for model ``name`` when its vectors fail the guard.
 
     Raises:
         GuardError: naming the model, the precision and the measured cosine.
     """
-    threshold = GUARD_COSINE
-    if cosine < threshold:
-        raise GuardError(
-            f"precision {precision} is refused for model {name}: a vector of the quality "
-            f"guard's sample is at cosine {cosine:.4f} to fp32 (the least allowed is "
-            f"{threshold}); use --precision fp32 or auto"
-        )
+    reason = guard_failure(least, mean)
+    if reason is not None:
+        raise GuardError(f"precision {precision} is refused for model {name}: {reason}; "
+                         "use --precision fp32 or auto")
 
 
 def int8_encoder(encoder: SentenceTransformerEncoder, threads: int) -> OnnxQueryEncoder:
@@ -96,11 +109,14 @@ def int8_encoder(encoder: SentenceTransformerEncoder, threads: int) -> OnnxQuery
     directory = export_dir(encoder.fingerprint, encoder.max_tokens, variant=VARIANT)
     try:
         meta = read_export(directory)
+        if "mean_cosine" not in meta.get("guard", {}):
+            raise OnnxCacheError(f"the int8 model at {directory} has no guard verdict")
     except OnnxCacheError as e:
         if directory.exists():
             log.warning("rebuilding the int8 model (%s)", e)
         meta = read_export(_quantize(encoder, directory))
-    check_guard(encoder.name, VARIANT, float(meta["guard"]["min_cosine"]))
+    guard = meta["guard"]
+    check_guard(encoder.name, VARIANT, float(guard["min_cosine"]), float(guard["mean_cosine"]))
     return _session(encoder, directory, threads)
 
 
@@ -143,9 +159,9 @@ def _quantize(encoder: SentenceTransformerEncoder, target: Path) -> Path:
                 "files": {n: (tmp / n).stat().st_size
                           for n in (MODEL_FILE, DATA_FILE, TOKENIZER_FILE)}}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        cosine = _guard_cosine(encoder, tmp)
-        meta["guard"] = {"min_cosine": cosine, "threshold": GUARD_COSINE,
-                         "sample": len(guard_sample())}
+        least, mean = _guard_cosines(encoder, tmp)
+        meta["guard"] = {"min_cosine": least, "mean_cosine": mean, "threshold": GUARD_COSINE,
+                         "mean_threshold": GUARD_MEAN_COSINE, "sample": len(guard_sample())}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         if target.exists():  # a broken cache, or another process just published one
             shutil.rmtree(target, ignore_errors=True)
@@ -179,12 +195,12 @@ def _resave(staged: Path, path: Path) -> None:
                     location=DATA_FILE, size_threshold=1024)
 
 
-def _guard_cosine(encoder: SentenceTransformerEncoder, directory: Path) -> float:
-    """The least cosine between the int8 model's passage vectors and torch fp32's."""
+def _guard_cosines(encoder: SentenceTransformerEncoder, directory: Path) -> tuple[float, float]:
+    """The least and mean cosine between the int8 model's passage vectors and torch fp32's."""
     sample = guard_sample()
     got = _session(encoder, directory, threads=1).encode_passages(sample)
     want = reference_vectors(encoder, sample)
-    return min_cosine(got, want)
+    return agreement(got, want)
 
 
 def reference_vectors(encoder: SentenceTransformerEncoder, texts: list[str]) -> Any:
