@@ -98,10 +98,11 @@ def main() -> None:
         encode_only: list[float] = []
         for _ in range(args.repeat):
             for name, cmd in variants.items():
-                for out_dir in ("ks", "ks2"):  # a fresh build every run: a second run into the
-                    shutil.rmtree(Path(tmp) / out_dir, ignore_errors=True)  # same index is an
-                # update that finds nothing to encode (the bench measured that until 2026-12-07)
+                if "-o" in cmd:  # a fresh build every run: a second run into the same index
+                    # is an update that finds nothing to encode (measured as such until 2026-12-07)
+                    shutil.rmtree(cmd[cmd.index("-o") + 1], ignore_errors=True)
                 wall, out = timed(cmd, env)
+                print(f"  {name}: {wall:.1f} s", flush=True)
                 walls[name].append(wall)
                 if name.startswith("plain"):
                     encode_only.append(json.loads(out.strip().splitlines()[-1])["encode_s"])
