@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-VERSION = 2
+VERSION = 3
 """Bumped when the procedure changes, so older cached choices are measured again."""
 ROUNDS = 2
 MIN_GAIN = 1.05
