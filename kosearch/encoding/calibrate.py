@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 from kosearch.encoding import int8
 from kosearch.encoding.cpu import cpu_info
-from kosearch.encoding.int8 import agreement, guard_failure, guard_sample, reference_vectors
+from kosearch.encoding.int8 import guard_failure, guard_sample, reference_vectors
+from kosearch.encoding.onnx_export import agreement
 from kosearch.encoding.onnx_runtime import cache_home
 from kosearch.encoding.precision import cpu_supports_bf16
 from kosearch.errors import ConfigError, KosearchError

@@ -75,13 +75,6 @@ def guard_sample() -> list[str]:
     return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def agreement(got: np.ndarray, want: np.ndarray) -> tuple[float, float]:
-    """The least and the mean row-wise cosine between two ``(n, dim)`` arrays."""
-    norms = np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1)
-    cosines = np.sum(got * want, axis=1) / np.maximum(norms, 1e-12)
-    return float(np.min(cosines)), float(np.mean(cosines))
-
-
 def guard_failure(least: float, mean: float) -> str | None:
     """Why vectors at these cosines to fp32 fail the quality guard; ``None`` if they pass."""
     if least < GUARD_COSINE:
@@ -215,6 +208,8 @@ def _resave(staged: Path, path: Path) -> None:
 
 def _guard_cosines(encoder: SentenceTransformerEncoder, directory: Path) -> tuple[float, float]:
     """The least and mean cosine between the int8 model's passage vectors and torch fp32's."""
+    from kosearch.encoding.onnx_export import agreement
+
     sample = guard_sample()
     got = _session(encoder, directory, threads=1).encode_passages(sample)
     want = reference_vectors(encoder, sample)

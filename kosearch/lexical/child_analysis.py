@@ -142,10 +142,7 @@ class ChildAnalysis:
     def server(self) -> tuple[int, int] | None:
         """The pid of the process that answers and how many sessions it has served (this one
         included), waiting for its first answer; ``None`` if it failed."""
-        first = self._first_answer()
-        if not isinstance(first, dict):
-            return None
-        pid, served = first.get("pid"), first.get("served")
+        pid, served = self.first("pid"), self.first("served")
         return (pid, served) if isinstance(pid, int) and isinstance(served, int) else None
 
     def first(self, name: str) -> Any:
@@ -156,8 +153,7 @@ class ChildAnalysis:
     @property
     def analyzer_config(self) -> dict[str, Any] | None:
         """The config of the analyzer the child built (waiting for it); ``None`` if it failed."""
-        first = self._first_answer()
-        config = first.get("analyzer") if isinstance(first, dict) else None
+        config = self.first("analyzer")
         return config if isinstance(config, dict) else None
 
     def terms(self, config: Mapping[str, Any]) -> list[list[str]] | None:
@@ -176,7 +172,7 @@ class ChildAnalysis:
         texts = list(texts)
         if self.analyzer_config != dict(config):
             return None
-        terms = self._ask("query_terms", texts)
+        terms = self.ask("query_terms", texts)
         return terms if _is_terms(terms, len(texts)) else None
 
     def locate(self, config: Mapping[str, Any], texts: Sequence[str]) -> list[Located] | None:
@@ -188,7 +184,7 @@ class ChildAnalysis:
         texts = list(texts)
         if self.analyzer_config != dict(config):
             return None
-        answer = self._ask("locate", texts)
+        answer = self.ask("locate", texts)
         try:
             out = [Located([(str(t), int(s), int(e)) for t, s, e in terms],
                            [int(p) for p in starts])
@@ -218,9 +214,6 @@ class ChildAnalysis:
     def ask(self, op: str, texts: list[str], **fields: Any) -> Any:
         """The ``result`` of request ``op`` on ``texts`` (with ``fields``); ``None`` if the
         child failed, or could not do it."""
-        return self._ask(op, texts, **fields)
-
-    def _ask(self, op: str, texts: list[str], **fields: Any) -> Any:
         self._first_answer()  # answers come in order
         if not self._send(json_line({**fields, "op": op, "texts": texts})):
             return None
