@@ -200,10 +200,21 @@ def test_the_cli_refuses_int8_in_one_line(tiny_bert_dir: Path, monkeypatch: pyte
     assert not (tmp_path / "idx").exists()
 
 
-def test_a_bad_calibrate_setting_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bad_calibrate_setting_is_one_clear_error(
+        monkeypatch: pytest.MonkeyPatch, tiny_bert_dir: Path, tmp_path: Path) -> None:
     monkeypatch.setenv("KOSEARCH_CALIBRATE", "yes")
+    monkeypatch.setenv("KOSEARCH_CACHE", str(tmp_path / "cache"))
     with pytest.raises(ConfigError, match="KOSEARCH_CALIBRATE must be 0 or 1, got 'yes'"):
         calibrate_module.measuring_enabled()
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text("\n".join(json.dumps(d, ensure_ascii=False) for d in _RAW) + "\n",
+                      encoding="utf-8")
+    result = CliRunner().invoke(cli, ["index", str(corpus), "-o", str(tmp_path / "idx"),
+                                      "--model", str(tiny_bert_dir), "--precision", "auto",
+                                      "--device", "cpu"])
+    assert result.exit_code == 1
+    assert result.stderr == "Error: KOSEARCH_CALIBRATE must be 0 or 1, got 'yes'\n"
+    assert not (tmp_path / "idx").exists()
 
 
 def test_int8_passages_stay_close_to_fp32(encoder, measuring: Path) -> None:

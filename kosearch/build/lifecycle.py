@@ -57,6 +57,10 @@ def new_build(
     settings = IndexSettings(**options)
     settings.validated_metric()
     plan_index(settings.index_type, 1, 1)  # an unknown type fails before any work
+    if (settings.precision or "").strip().lower() == "auto":
+        from kosearch.encoding.calibrate import measuring_enabled
+
+        measuring_enabled()  # so does a bad KOSEARCH_CALIBRATE
     loaded: list[Encoder] = [encoder] if encoder is not None else []
 
     def get_encoder() -> Encoder:
