@@ -144,6 +144,13 @@ def test_a_bad_linger_setting_is_one_line_of_error_from_the_cli(tmp_path: Path) 
     assert "Traceback" not in result.output
 
 
+def test_query_help_names_the_linger_setting() -> None:
+    result = CliRunner().invoke(cli, ["query", "--help"])
+    assert result.exit_code == 0
+    assert f"{LINGER_ENV} idle seconds (default 300; 0: no helper)" in " ".join(
+        result.output.split())
+
+
 # ------------------------------------------------------------------ the server
 
 

@@ -132,7 +132,10 @@ def _styled(text: str, start: int, end: int, spans: Any, flat: bool = True) -> s
     return "".join(click.style(piece, bold=True) if b else piece for b, piece in runs)
 
 
-@cli.command("query")
+@cli.command("query", epilog=(
+    "A one-shot query leaves a helper holding Kiwi and the query encoder, so the next ones "
+    "skip their start-up; it exits after KOSEARCH_ANALYZER_LINGER idle seconds (default 300; "
+    "0: no helper)."))
 @click.argument("query", required=False, callback=_check_query)
 @index_option()
 @click.option("-k", "--top-k", "k", type=click.IntRange(min=1), default=10, show_default=True,
