@@ -17,13 +17,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from kosearch import finetune
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cpuinfo import cpu_line  # noqa: E402
 
 
 def _run(name: str, data: str, out: Path, args: argparse.Namespace, max_steps: int | None,
@@ -32,7 +35,7 @@ def _run(name: str, data: str, out: Path, args: argparse.Namespace, max_steps: i
     result = finetune(
         data, out / name, model=args.model, loss=args.loss if name == "retrieval" else None,
         mine_with=args.mine_with, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, max_steps=max_steps, hard_negatives=hard_negatives,
+        lr=args.lr, max_steps=max_steps, scale=args.scale, hard_negatives=hard_negatives,
         eval_split=args.eval_split, seed=args.seed, device=args.device, overwrite=True,
         progress=not args.quiet,
     )
@@ -84,11 +87,14 @@ def main() -> None:
     parser.add_argument("--sts", help="STS pairs (KorSTS)")
     parser.add_argument("--out", help="where the models go (default: a temporary folder)")
     parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="default: 32 questions, 16 STS pairs (kosearch finetune's)")
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--max-steps", type=int, default=None, help="retrieval run")
+    parser.add_argument("--scale", type=lambda v: None if v == "auto" else float(v),
+                        default=None, help="MNRL scale: auto (fitted, the default) or a number")
     parser.add_argument("--sts-max-steps", type=int, default=None)
-    parser.add_argument("--hard-negatives", type=int, default=1)
+    parser.add_argument("--hard-negatives", type=int, default=0)
     parser.add_argument("--loss", default=None, help="retrieval run: mnrl or cached-mnrl")
     parser.add_argument("--mine-with", default="lexical")
     parser.add_argument("--eval-split", type=float, default=0.2)
@@ -121,11 +127,14 @@ def main() -> None:
                              args.hard_negatives))
         if args.sts:
             runs.append(_run("sts", args.sts, out, args, args.sts_max_steps, 0))
-    print(f"model {args.model}; {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs; batch {args.batch_size}, lr {args.lr}, seed {args.seed}")
+    print(f"model {args.model}; {cpu_line()}; {os.cpu_count()} CPUs; "
+          f"batch {args.batch_size or 'default'}, lr {args.lr}, seed {args.seed}")
     for run in runs:
         train = run["train"]
-        print(f"\n{run['name']}: {run['counts']}; {train['steps']} steps in "
+        scale = run["settings"].get("scale")
+        fitted = " (fitted)" if run["settings"].get("scale_fitted") else ""
+        print(f"\n{run['name']}: {run['counts']}; scale {scale}{fitted}; "
+              f"{train['steps']} steps in "
               f"{train['seconds']:.0f} s ({train['steps_per_second']:.3f} steps/s); "
               f"whole run {run['wall_s']:.0f} s")
         print(f"{'setting':<10}{'metric':<17}{'before':>9}{'after':>9}{'change':>9}")

@@ -109,6 +109,13 @@ def test_training_lowers_the_loss(trained, tiny_xlmr_dir: Path, beir: Path) -> N
     assert trained.train["loss"] and trained.train["steps_per_second"] > 0
 
 
+def test_the_loss_scale_is_fitted_to_the_base_model(trained) -> None:
+    from kosearch.train.temperature import SCALE_RANGE
+
+    assert trained.settings["scale_fitted"] is True
+    assert SCALE_RANGE[0] <= trained.settings["scale"] <= SCALE_RANGE[1]
+
+
 def test_the_saved_model_loads_with_its_prompts(trained) -> None:
     from kosearch.encoding.encoder import SentenceTransformerEncoder
 
@@ -182,9 +189,14 @@ def test_cli_end_to_end(tiny_bert_dir: Path, beir: Path, tmp_path: Path) -> None
     assert again.stderr.strip().splitlines() == [
         f"Error: the output '{out}' already exists; pass --overwrite to replace it"
     ]
-    replaced = CliRunner().invoke(cli, [*args, "--overwrite", "--json"])
+    replaced = CliRunner().invoke(cli, [*args, "--overwrite", "--json", "--scale", "30"])
     assert replaced.exit_code == 0, replaced.output
-    assert json.loads(replaced.stdout)["train"]["steps"] == 2
+    saved = json.loads(replaced.stdout)
+    assert saved["train"]["steps"] == 2
+    assert (saved["settings"]["scale"], saved["settings"]["scale_fitted"]) == (30.0, False)
+    bad = CliRunner().invoke(cli, [*args, "--overwrite", "--scale", "-1"])
+    assert bad.exit_code == 2
+    assert "Invalid value for '--scale': '-1' is not 'auto' or a positive number" in bad.stderr
 
 
 def test_a_model_worse_than_its_base_is_flagged(tmp_path: Path,
@@ -229,6 +241,10 @@ def test_sts_data_trains_with_the_cosine_loss(tiny_bert_dir: Path, tmp_path: Pat
         assert -1 <= figures["spearman_cosine"] <= 1
     with pytest.raises(ConfigError, match="--loss mnrl does not fit sts data; use cosine"):
         finetune(pairs, tmp_path / "out2", model=str(tiny_bert_dir), loss="mnrl", **FAST)
+    with pytest.raises(ConfigError, match="a scale applies to the mnrl losses, not to the "
+                                          "cosine loss"):
+        finetune(pairs, tmp_path / "out2", model=str(tiny_bert_dir), scale=50.0, **FAST)
+    assert result.settings["scale"] is None
 
 
 def test_jsonl_pairs_with_given_negatives(tiny_bert_dir: Path, tmp_path: Path) -> None:
@@ -389,10 +405,14 @@ def test_queries_without_positives_are_skipped_and_counted(tmp_path: Path) -> No
 def test_too_few_pairs_for_a_batch(tmp_path: Path) -> None:
     from kosearch import finetune
 
-    data = write_beir(tmp_path / "data", 10)
-    with pytest.raises(ConfigError, match="only 9 training pair\\(s\\) after holding out 1, "
-                                          "fewer than one batch of 16"):
+    data = write_beir(tmp_path / "data", 20)
+    with pytest.raises(ConfigError, match="only 18 training pair\\(s\\) after holding out 2, "
+                                          "fewer than one batch of 32"):  # questions: 32
         finetune(data, tmp_path / "out")
+    pairs = write_sts(tmp_path / "sts.tsv", 10)
+    with pytest.raises(ConfigError, match="only 9 training pair\\(s\\) after holding out 1, "
+                                          "fewer than one batch of 16"):  # STS pairs: 16
+        finetune(pairs, tmp_path / "out")
 
 
 def test_an_unloadable_model_fails_as_index_does(beir: Path, tmp_path: Path) -> None:

@@ -25,14 +25,19 @@ from kosearch.cli.options import device_option, json_option, model_option
                    "batch in memory) or cosine (STS data, its default).")
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=1.0,
               show_default=True, help="Passes over the training pairs.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
-              help="Pairs per step (with MNRL, the in-batch negatives).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Pairs per step (with MNRL, the in-batch negatives; default 32 questions, "
+                   "16 STS pairs).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-5,
               show_default=True, help="Peak learning rate.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None,
               help="Stop after this many steps.")
-@click.option("--hard-negatives", type=click.IntRange(min=0), default=1, show_default=True,
-              help="Mined negatives per question; 0 turns mining off.")
+@click.option("--scale", callback=lambda ctx, param, value: _scale(value), default="auto",
+              show_default=True, metavar="auto|S",
+              help="The MNRL similarity scale (inverse temperature). auto fits it to the base "
+                   "model on a sample of the training pairs, within 20-100.")
+@click.option("--hard-negatives", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Mined negatives per question (0: in-batch negatives only).")
 @click.option("--mine-with", type=click.Choice(["lexical", "dense", "hybrid"]),
               default="lexical", show_default=True,
               help="The search that mines negatives (lexical = BM25, the cheapest; dense and "
@@ -47,8 +52,8 @@ from kosearch.cli.options import device_option, json_option, model_option
 @json_option("The result (settings, counts, before/after, training) as JSON.")
 @click.pass_context
 def finetune_cmd(ctx: click.Context, data: str, output: str, model: str | None,
-                 loss: str | None, epochs: float, batch_size: int, lr: float,
-                 max_steps: int | None, hard_negatives: int, mine_with: str,
+                 loss: str | None, epochs: float, batch_size: int | None, lr: float,
+                 max_steps: int | None, scale: float | None, hard_negatives: int, mine_with: str,
                  eval_split: float, seed: int,
                  device: str | None, overwrite: bool, as_json: bool) -> None:
     """Fine-tune an embedding model on DATA and save it to OUTPUT.
@@ -62,7 +67,7 @@ def finetune_cmd(ctx: click.Context, data: str, output: str, model: str | None,
     try:
         result = finetune(
             data, output, model=model, loss=loss, epochs=epochs, batch_size=batch_size, lr=lr,
-            max_steps=max_steps, hard_negatives=hard_negatives, mine_with=mine_with,
+            max_steps=max_steps, scale=scale, hard_negatives=hard_negatives, mine_with=mine_with,
             eval_split=eval_split,
             seed=seed, device=device, overwrite=overwrite, progress=not ctx.obj["quiet"],
         )
@@ -75,6 +80,19 @@ def finetune_cmd(ctx: click.Context, data: str, output: str, model: str | None,
         click.echo(json.dumps(result.to_json(), ensure_ascii=False))
         return
     _render(result)
+
+
+def _scale(value: str) -> float | None:
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        scale = float(value)
+    except ValueError:
+        scale = float("nan")
+    if not scale > 0 or math.isinf(scale):
+        raise click.BadParameter(f"{value!r} is not 'auto' or a positive number",
+                                 param_hint="'--scale'")
+    return scale
 
 
 def _render(result: Any) -> None:

@@ -43,6 +43,9 @@ class TrainSettings:
         max_steps: Stop after this many steps (None: ``epochs`` decide).
         seed: Seeds the shuffling and the trainer.
         warmup_ratio: Share of the steps spent warming up.
+        scale: MNRL's similarity scale (the inverse softmax temperature); None keeps
+            sentence-transformers' default (20). :func:`kosearch.finetune` fits it to the
+            base model unless it is given.
     """
 
     loss: str = "cached-mnrl"
@@ -52,6 +55,7 @@ class TrainSettings:
     max_steps: int | None = None
     seed: int = 42
     warmup_ratio: float = 0.1
+    scale: float | None = None
 
 
 @dataclass
@@ -77,6 +81,10 @@ def check_settings(settings: TrainSettings) -> None:
         raise ConfigError(f"epochs must be positive, got {settings.epochs}")
     if not settings.lr > 0:
         raise ConfigError(f"the learning rate must be positive, got {settings.lr}")
+    if settings.scale is not None and not settings.scale > 0:
+        raise ConfigError(f"the scale must be positive, got {settings.scale}")
+    if settings.loss == "cosine" and settings.scale is not None:
+        raise ConfigError("a scale applies to the mnrl losses, not to the cosine loss")
     if settings.max_steps is not None and settings.max_steps < 1:
         raise ConfigError(f"max steps must be at least 1, got {settings.max_steps}")
 
@@ -152,11 +160,12 @@ def _loss(model: SentenceTransformer, settings: TrainSettings) -> Any:
 
     if settings.loss == "cosine":
         return losses.CosineSimilarityLoss(model)
+    scale = {} if settings.scale is None else {"scale": settings.scale}
     if settings.loss == "cached-mnrl":
         return losses.CachedMultipleNegativesRankingLoss(
-            model, mini_batch_size=min(_CACHED_MINI_BATCH, settings.batch_size)
+            model, mini_batch_size=min(_CACHED_MINI_BATCH, settings.batch_size), **scale
         )
-    return losses.MultipleNegativesRankingLoss(model)
+    return losses.MultipleNegativesRankingLoss(model, **scale)
 
 
 def _progress(report: TrainReport, show: bool) -> Any:
