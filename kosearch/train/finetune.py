@@ -157,10 +157,6 @@ def finetune(
         >>> result.after["dense"]["ndcg@10"] - result.before["dense"]["ndcg@10"]  # doctest: +SKIP
     """
     require_train_extra()
-    settings = TrainSettings(
-        loss=loss or "", epochs=epochs, batch_size=1, lr=lr, max_steps=max_steps,
-        seed=seed, scale=scale,
-    )
     if hard_negatives < 0:
         raise ConfigError(f"hard negatives must be 0 or more, got {hard_negatives}")
     if mine_with not in _MINING:
@@ -168,9 +164,11 @@ def finetune(
     target = _check_output(Path(output), overwrite)
     dataset = load_training_data(data)
     kind = "retrieval" if isinstance(dataset, RetrievalData) else "sts"
-    settings = replace(_with_loss(settings, kind),
-                       batch_size=BATCH_SIZES[kind] if batch_size is None else batch_size)
-    batch_size = settings.batch_size
+    batch_size = BATCH_SIZES[kind] if batch_size is None else batch_size
+    settings = _with_loss(TrainSettings(
+        loss=loss or "", epochs=epochs, batch_size=batch_size, lr=lr, max_steps=max_steps,
+        seed=seed, scale=scale,
+    ), kind)
     check_settings(settings)
     if isinstance(dataset, RetrievalData):
         train_ids, held_ids = split_queries(sorted(dataset.queries), eval_split, seed)
