@@ -109,6 +109,6 @@ def test_fit_scale_encodes_a_seeded_sample_of_the_columns() -> None:
     assert first.queries == second.queries and len(first.queries) == SAMPLE
     assert len(first.passages) == 2 * SAMPLE  # the positive and the negative of each
     assert set(first.queries) < set(columns["anchor"])
-    assert fit_scale(_Encoder(), columns, 16, seed=6) == scale  # the questions equal their
-    # passages here, so any sample ranks perfectly: the highest scale
+    # The questions equal their passages here, so any sample ranks perfectly: the highest scale.
+    assert fit_scale(_Encoder(), columns, 16, seed=6) == scale
     assert scale == SCALE_RANGE[1]

@@ -71,7 +71,8 @@ def best_scale(queries: NDArray[np.float32], passages: Sequence[NDArray[np.float
             counted as its negative, as the trainer's no-duplicates batches ensure).
         group: Questions per batch.
     """
-    losses = [in_batch_loss(queries, passages, texts, scale, group) for scale in _GRID]
+    batches = _batches(queries, passages, texts, group)
+    losses = [_mean_loss(batches, scale) for scale in _GRID]
     rounded = np.round(losses, 9)
     return float(_GRID[len(_GRID) - 1 - int(np.argmin(rounded[::-1]))])
 
@@ -80,22 +81,39 @@ def in_batch_loss(queries: NDArray[np.float32], passages: Sequence[NDArray[np.fl
                   texts: Sequence[Sequence[str]], scale: float, group: int) -> float:
     """The mean MNRL loss at ``scale`` over consecutive batches of ``group`` questions: each
     question against every passage of its batch, its own positive the target."""
-    total, count = 0.0, 0
+    return _mean_loss(_batches(queries, passages, texts, group), scale)
+
+
+def _batches(queries: NDArray[np.float32], passages: Sequence[NDArray[np.float32]],
+             texts: Sequence[Sequence[str]], group: int) -> list[NDArray[np.float64]]:
+    """Per batch of ``group`` questions, their cosines to every passage of the batch (the
+    positives first), ``-inf`` where a passage other than the question's own positive has the
+    positive's text. They do not depend on the scale, so every scale tried reuses them."""
+    out = []
     for start in range(0, len(queries), group):
         part = slice(start, start + group)
         q = _unit(queries[part])
         docs = np.concatenate([_unit(p[part]) for p in passages])
-        labels = [t for column in texts for t in column[part]]
-        positives = list(texts[0][part])
-        logits = scale * (q @ docs.T)
-        for i, positive in enumerate(positives):
-            same = np.array([text == positive for text in labels])
-            same[i] = False
-            logits[i, same] = -np.inf
+        labels = np.array([t for column in texts for t in column[part]], dtype=object)
+        positives = np.array(list(texts[0][part]), dtype=object)
+        same = labels[None, :] == positives[:, None]
+        same[np.arange(len(q)), np.arange(len(q))] = False
+        cosines = q @ docs.T
+        cosines[same] = -np.inf
+        out.append(cosines)
+    return out
+
+
+def _mean_loss(batches: list[NDArray[np.float64]], scale: float) -> float:
+    """The mean cross-entropy of ``scale`` x cosines, each question's own positive the target."""
+    total, count = 0.0, 0
+    for cosines in batches:
+        logits = scale * cosines
         top = logits.max(axis=1, keepdims=True)
         log_norm = np.log(np.exp(logits - top).sum(axis=1)) + top[:, 0]
-        total += float((log_norm - logits[np.arange(len(q)), np.arange(len(q))]).sum())
-        count += len(q)
+        rows = np.arange(len(logits))
+        total += float((log_norm - logits[rows, rows]).sum())
+        count += len(logits)
     return total / count
 
 
