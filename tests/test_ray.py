@@ -159,6 +159,7 @@ def killed_run(ray_session: Any, corpus: list[Path], tiny_xlmr_dir: Path,
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(ray_run, "_progress", lambda *a, **k: _Bar(kill_one))
         patch.setattr(ray_run.RayOptions, "__init__", _small_calls(ray_run.RayOptions.__init__))
+        patch.setattr(ray_run, "LOCAL_SCAN_BYTES", -1)  # scanned by Ray Data, not the driver
         path = tmp_path_factory.mktemp("ray") / "idx"
         index = ray_build(corpus, path, tiny_xlmr_dir)
     return index, killed, after
@@ -213,10 +214,13 @@ def test_an_interrupted_ray_run_resumes_from_its_shards(
     assert_same_index(Index.load(tmp_path / "idx"), local_index)
 
 
-def test_a_corpus_error_on_a_worker_names_the_line_and_keeps_the_index(
+@pytest.mark.parametrize("scan_bytes", [ray_run.LOCAL_SCAN_BYTES, -1],
+                         ids=["scanned on the driver", "scanned by Ray Data"])
+def test_a_corpus_error_names_the_line_and_keeps_the_index(
     ray_session: Any, corpus: list[Path], tiny_xlmr_dir: Path, local_index: Index,
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scan_bytes: int,
 ) -> None:
+    monkeypatch.setattr(ray_run, "LOCAL_SCAN_BYTES", scan_bytes)
     bad = write_jsonl(tmp_path / "bad.jsonl", [record(40), record(41)], extra="{oops\n")
     with pytest.raises(CorpusError) as local:
         Index.build([corpus[0], bad], tmp_path / "x", model=str(tiny_xlmr_dir))
@@ -261,6 +265,19 @@ def test_ray_options_need_the_ray_engine_and_ray_needs_its_extra(
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(MissingDependencyError, match=r"kosearch\[ray\]"):
         ray_cluster.import_ray()
+
+
+def test_actor_calls_are_as_large_as_the_local_window_in_whole_rounds() -> None:
+    from kosearch.build.ray_cluster import call_size
+
+    assert call_size(2000, 2, 2048) == 1000  # one call each
+    assert call_size(10000, 2, 2048) == 1667  # three calls each, not 2048 + a short tail
+    for documents in (1, 3, 5, 999, 2000, 4097, 10000, 123457):
+        for workers in (1, 2, 3, 8):
+            size = call_size(documents, workers, 2048)
+            rounds = -(-documents // (workers * 2048))
+            assert 1 <= size <= 2048
+            assert -(-documents // size) <= workers * rounds  # no actor waits on a short tail
 
 
 def test_a_kosearch_error_is_found_in_the_text_ray_keeps_of_it() -> None:

@@ -39,20 +39,21 @@ class RayOptions:
         workers: Encoding actors; None: one per ``gpus_per_worker`` GPUs on a GPU cluster,
             else one per 4 CPUs (at least one).
         gpus_per_worker: GPUs each actor holds (0: encode on CPUs).
-        docs_per_call: Documents chunked and encoded per actor call.
+        docs_per_call: Documents chunked and encoded per actor call; None: as many as
+            :func:`call_size` gives.
     """
 
     address: str | None = None
     workers: int | None = None
     gpus_per_worker: float = 0.0
-    docs_per_call: int = 256
+    docs_per_call: int | None = None
 
     def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 1:
             raise ConfigError(f"--workers must be at least 1, got {self.workers}")
         if self.gpus_per_worker < 0:
             raise ConfigError(f"--gpus-per-worker must be 0 or more, got {self.gpus_per_worker}")
-        if self.docs_per_call < 1:
+        if self.docs_per_call is not None and self.docs_per_call < 1:
             raise ConfigError(f"docs_per_call must be at least 1, got {self.docs_per_call}")
 
 
@@ -150,6 +151,19 @@ def pool_size(options: RayOptions) -> tuple[int, float, float]:
         return workers, min(1.0, max(0.1, (cpus - SPARE_CPUS) / workers)), per_gpu
     workers = options.workers or max(1, int(cpus // CPUS_PER_WORKER))
     return workers, max(0.1, (cpus - SPARE_CPUS) / workers), 0.0
+
+
+def call_size(documents: int, workers: int, limit: int) -> int:
+    """Documents per actor call: as many as fit ``limit``, in a whole number of calls per actor.
+
+    An actor's encoder sorts a call's passages by length before batching them, so a larger
+    call wastes less padding (NSMC reviews, 32 a batch: 20% more tokens in calls of 256 than
+    in windows of 2,048, a local build's ``limit``). Calls of one size, the same number for
+    every actor, keep the actors busy to the end.
+    """
+    workers = max(1, workers)
+    rounds = max(1, -(-documents // (workers * limit)))
+    return max(1, -(-documents // (workers * rounds)))
 
 
 def first_line(error: BaseException) -> str:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from kosearch.build.checkpoint import Checkpoint
 from kosearch.build.ray_cluster import READ_CPUS, RayOptions, connect, disconnect, kosearch_cause
 from kosearch.build.run import (
+    ENCODE_WINDOW,
     Run,
     RunMode,
     Unchanged,
@@ -55,6 +56,9 @@ log = logging.getLogger(__name__)
 
 SHARD_ROWS = 4096  # passages per checkpointed shard (the unit a resumed run keeps)
 SHARDS_DIR = "shards"
+#: The largest corpus of several local files scanned on the driver (a few seconds of parsing,
+#: as long as a Ray Data job takes to start).
+LOCAL_SCAN_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -285,15 +289,9 @@ class RayRun(Run):
 
     def _scan(self) -> dict[str, Any]:
         """Pass 1: each document's fate, decided on the driver from ids and hashes only."""
-        from kosearch.build.ray_tasks import scan_file
-
         mode = self.mode
         known = _documents_of(self.base)
         files = self._files or []
-        ds = self._read().map_batches(
-            scan_file, batch_size=1, batch_format="numpy", num_cpus=READ_CPUS,
-            fn_kwargs={"sources": self._sources(), "fields": self.settings.fields},
-        )
         first_seen: dict[str, str] = {}
         drop: set[str] = set()
         metas: dict[str, str] = {}
@@ -303,47 +301,46 @@ class RayRun(Run):
         digests: list[str] = [""] * len(files)
         documents = skipped = 0
         last_file = 0
-        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-            for row in batch.to_pylist():
-                index, where, doc_id = row["file"], row["where"], row["id"]
-                if index < last_file:
-                    raise RuntimeError("Ray returned the corpus files out of order")
-                last_file = index
-                if row["error"] is not None:
-                    raise CorpusError(row["error"])
-                if doc_id is None:
-                    digests[index] = row["digest"]
-                    continue
-                if row["empty"]:
-                    if self.settings.strict:
-                        raise CorpusError(f"{where}: document {doc_id!r} has empty text "
-                                          "(strict mode rejects empty documents)")
-                    skipped += 1
-                    continue
-                first = first_seen.get(doc_id)
-                if first is not None:
-                    raise CorpusError(f"{where}: duplicate id {doc_id!r} (first seen at {first})")
-                first_seen[doc_id] = where
-                documents += 1
-                if mode is RunMode.SYNC:
-                    seen.add(doc_id)
-                old = known.get(doc_id)
-                if old is None:
-                    counts["added"] += 1
-                    todo[index] += 1
-                elif mode is RunMode.ADD:
-                    raise CorpusError(
-                        f"document {doc_id!r} is already in the index; use upsert (or "
-                        "`kosearch index` on the index) to replace it"
-                    )
-                elif old[0] != row["hash"]:
-                    counts["updated"] += 1
-                    drop.add(doc_id)
-                    todo[index] += 1
-                else:
-                    counts["unchanged"] += 1
-                    if row["meta"] != old[1]:
-                        metas[doc_id] = row["meta"]
+        for row in self._scan_rows():
+            index, where, doc_id = row["file"], row["where"], row["id"]
+            if index < last_file:
+                raise RuntimeError("Ray returned the corpus files out of order")
+            last_file = index
+            if row["error"] is not None:
+                raise CorpusError(row["error"])
+            if doc_id is None:
+                digests[index] = row["digest"]
+                continue
+            if row["empty"]:
+                if self.settings.strict:
+                    raise CorpusError(f"{where}: document {doc_id!r} has empty text "
+                                      "(strict mode rejects empty documents)")
+                skipped += 1
+                continue
+            first = first_seen.get(doc_id)
+            if first is not None:
+                raise CorpusError(f"{where}: duplicate id {doc_id!r} (first seen at {first})")
+            first_seen[doc_id] = where
+            documents += 1
+            if mode is RunMode.SYNC:
+                seen.add(doc_id)
+            old = known.get(doc_id)
+            if old is None:
+                counts["added"] += 1
+                todo[index] += 1
+            elif mode is RunMode.ADD:
+                raise CorpusError(
+                    f"document {doc_id!r} is already in the index; use upsert (or "
+                    "`kosearch index` on the index) to replace it"
+                )
+            elif old[0] != row["hash"]:
+                counts["updated"] += 1
+                drop.add(doc_id)
+                todo[index] += 1
+            else:
+                counts["unchanged"] += 1
+                if row["meta"] != old[1]:
+                    metas[doc_id] = row["meta"]
         removed = [i for i in known if i not in seen] if mode is RunMode.SYNC else []
         drop.update(removed)
         first_rank = [sum(todo[:n]) for n in range(len(todo))]
@@ -355,11 +352,35 @@ class RayRun(Run):
             "metas": metas, "documents": documents, "skipped_empty": skipped, "sha256": sha,
         }
 
+    def _scan_rows(self) -> Iterator[dict[str, Any]]:
+        """The scan rows of every corpus file, in order (see
+        :data:`~kosearch.build.ray_tasks.SCAN_COLUMNS`).
+
+        A corpus on the driver's own disk of one file, or of at most :data:`LOCAL_SCAN_BYTES`,
+        is scanned here: Ray Data would parse a file in one task too, after seconds of
+        scheduling. Others are scanned by Ray Data tasks, a file each.
+        """
+        from kosearch.build.ray_tasks import scan_file, scan_local
+
+        files = self._files or []
+        if all(type(f.filesystem).__name__ == "LocalFileSystem" and "://" not in f.label
+               for f in files) and (
+            len(files) == 1 or sum(os.path.getsize(f.path) for f in files) <= LOCAL_SCAN_BYTES
+        ):
+            yield from scan_local([(f.label, f.fmt) for f in files], self.settings.fields)
+            return
+        ds = self._read().map_batches(
+            scan_file, batch_size=1, batch_format="numpy", num_cpus=READ_CPUS,
+            fn_kwargs={"sources": self._sources(), "fields": self.settings.fields},
+        )
+        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            yield from batch.to_pylist()
+
     def _encode(self, record: dict[str, Any], shards: ShardSpool) -> None:
         """Pass 2: chunk, encode and analyze on the actor pool; checkpoint shards as they come."""
         import ray.data
 
-        from kosearch.build.ray_cluster import pool_size
+        from kosearch.build.ray_cluster import call_size, pool_size
         from kosearch.build.ray_tasks import EncodeActor, documents_file
 
         workers, cpus, gpus = pool_size(self.ray)
@@ -374,16 +395,20 @@ class RayRun(Run):
         known = None
         if self.base is not None:
             known = {doc_id: digest for doc_id, (digest, _) in _documents_of(self.base).items()}
-        log.info("encoding on Ray: %d actor(s), %.2g CPU and %g GPU each", workers, cpus, gpus)
+        per_call = self.ray.docs_per_call or call_size(record["todo"] - shards.done, workers,
+                                                      ENCODE_WINDOW)
+        log.info("encoding on Ray: %d actor(s), %.2g CPU and %g GPU each, %d documents a call",
+                 workers, cpus, gpus, per_call)
         ds = self._read().map_batches(
             documents_file, batch_size=1, batch_format="numpy", num_cpus=READ_CPUS,
             fn_kwargs={"sources": self._sources(), "fields": self.settings.fields,
                        "known": known, "first_rank": record["first_rank"], "skip": shards.done},
         ).repartition(  # a file's documents become many blocks, so every actor gets some
-            target_num_rows_per_block=self.ray.docs_per_call,
-        ).map_batches(
-            EncodeActor, batch_size=self.ray.docs_per_call, batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus,
+            target_num_rows_per_block=per_call,
+        ).map_batches(  # one call in flight per actor: a call waits for an idle actor
+            EncodeActor, batch_size=per_call, batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
+            num_cpus=cpus,
             num_gpus=gpus or None,
             fn_constructor_kwargs={"spec": spec, "chunking": self.settings.chunking,
                                    "analyzer": self._analyzer},

@@ -8,7 +8,8 @@ every ``file:line`` error are those of a local build, word for word. A file is p
 one task; shard a large corpus over many files.
 
 Two passes use the parser: :func:`scan_file` gives the driver each document's id, content hash
-and metadata (no text) to decide what to encode; :func:`documents_file` gives the documents to
+and metadata (no text) to decide what to encode (:func:`scan_local` the same on the driver, for
+a small corpus on its own disk); :func:`documents_file` gives the documents to
 encode, numbered by ``rank`` (their order among the documents to encode), to
 :class:`EncodeActor`, which chunks, encodes and analyzes them for BM25 with one model and one
 Kiwi per actor.
@@ -19,7 +20,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from kosearch.errors import CorpusError
@@ -42,44 +44,62 @@ def parse(data: bytes, label: str, fmt: str, fields: Fields) -> tuple[list[tuple
     ``label`` is the file as the user named it: it starts every location and error message.
     """
     suffix = {"jsonl.gz": ".jsonl.gz"}.get(fmt, "." + fmt)
-    digest = hashlib.sha256()
     with tempfile.TemporaryDirectory(prefix="kosearch-ray-") as tmp:
         local = os.path.join(tmp, "corpus" + suffix)
         with open(local, "wb") as stream:
             stream.write(data)
         try:
-            found = []
-            for where, record in read_records(local, fmt, fields, digest):
-                where = label + where[len(local):]
-                found.append((where, to_document(record, fields, where)))
+            found, digest = read_file(local, fmt, fields)
         except CorpusError as error:
             raise CorpusError(str(error).replace(local, label)) from None
+    return [(label + where[len(local):], doc) for where, doc in found], digest
+
+
+def read_file(path: str, fmt: str, fields: Fields) -> tuple[list[tuple[str, Document]], str]:
+    """``(location, Document)`` of every record of the file at ``path``, and its SHA-256."""
+    digest = hashlib.sha256()
+    found = [(where, to_document(record, fields, where))
+             for where, record in read_records(path, fmt, fields, digest)]
     return found, digest.hexdigest()
 
 
 def scan_file(batch: Any, *, sources: Mapping[str, tuple[int, str, str]],
               fields: Fields) -> dict[str, list[Any]]:
     """Pass 1 (a Ray Data map over ``read_binary_files`` rows): what the driver decides on."""
-    from kosearch.build.run import content_hash
-    from kosearch.storage.passages import encode_meta
-
     out: dict[str, list[Any]] = {name: [] for name in SCAN_COLUMNS}
     for data, path in zip(batch["bytes"], batch["path"]):
         index, label, fmt = sources[path]
-        try:
-            docs, digest = parse(bytes(data), label, fmt, fields)
-            rows = [
-                (index, where, doc.id, content_hash(doc), encode_meta(doc.meta, doc.id),
-                 not doc.text.strip(), None, None)
-                for where, doc in docs
-            ]
-            rows.append((index, label, None, None, None, None, digest, None))
-        except CorpusError as error:
-            rows = [(index, label, None, None, None, None, None, str(error))]
-        for row in rows:
+        for row in _scan_rows(index, label, partial(parse, bytes(data), label, fmt, fields)):
             for name, value in zip(SCAN_COLUMNS, row):
                 out[name].append(value)
     return out
+
+
+def scan_local(files: Sequence[tuple[str, str]], fields: Fields) -> Iterator[dict[str, Any]]:
+    """Pass 1 on the driver, for ``(label, format)`` files on its own disk: the rows of
+    :func:`scan_file`, one at a time."""
+    for index, (label, fmt) in enumerate(files):
+        for row in _scan_rows(index, label, partial(read_file, label, fmt, fields)):
+            yield dict(zip(SCAN_COLUMNS, row))
+
+
+def _scan_rows(index: int, label: str,
+               read: Callable[[], tuple[list[tuple[str, Document]], str]]) -> list[tuple[Any, ...]]:
+    """The scan rows of one file (see :data:`SCAN_COLUMNS`)."""
+    from kosearch.build.run import content_hash
+    from kosearch.storage.passages import encode_meta
+
+    try:
+        docs, digest = read()
+    except CorpusError as error:
+        return [(index, label, None, None, None, None, None, str(error))]
+    rows: list[tuple[Any, ...]] = [
+        (index, where, doc.id, content_hash(doc), encode_meta(doc.meta, doc.id),
+         not doc.text.strip(), None, None)
+        for where, doc in docs
+    ]
+    rows.append((index, label, None, None, None, None, digest, None))
+    return rows
 
 
 def documents_file(batch: Any, *, sources: Mapping[str, tuple[int, str, str]], fields: Fields,
