@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ import pytest
 
 from kosearch.build import ray_run
 from kosearch.build.checkpoint import checkpoint_path
-from kosearch.errors import ConfigError, CorpusError, MissingDependencyError
+from kosearch.errors import ConfigError, CorpusError, MissingDependencyError, ModelLoadError
 from kosearch.index import Index
 
 ray = pytest.importorskip("ray", reason="the ray extra: pip install 'kosearch[ray]'")
@@ -278,6 +279,29 @@ def test_actor_calls_are_as_large_as_the_local_window_in_whole_rounds() -> None:
             rounds = -(-documents // (workers * 2048))
             assert 1 <= size <= 2048
             assert -(-documents // size) <= workers * rounds  # no actor waits on a short tail
+
+
+def test_results_of_other_weights_than_the_drivers_are_refused_before_a_shard_is_written(
+) -> None:
+    import pyarrow as pa
+
+    from kosearch.errors import ModelMismatchError
+
+    table = pa.table({"rank": pa.array([0, 1], pa.int64()), "model": ["abc", "abc"]})
+    driver = SimpleNamespace(name="me5", fingerprint="def", dim=2)
+    shards = SimpleNamespace(done=0, write=lambda *a: pytest.fail("a shard was written"))
+    with pytest.raises(ModelMismatchError, match=r"other weights for me5 .*abc.*def"):
+        ray_run.RayRun._flush([table], shards, driver, final=True)  # type: ignore[arg-type]
+
+
+def test_a_model_path_that_is_no_model_fails_before_ray_is_reached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ray_run, "connect", lambda *_: pytest.fail("Ray was reached"))
+    corpus = write_jsonl(tmp_path / "c.jsonl", [record(1)])
+    with pytest.raises(ModelLoadError, match="no-model': no such directory"):
+        ray_build([corpus], tmp_path / "idx", tmp_path / "no-model")
+    assert not (tmp_path / "idx").exists()
 
 
 def test_a_kosearch_error_is_found_in_the_text_ray_keeps_of_it() -> None:

@@ -47,7 +47,8 @@ def new_build(
     records and a corpus without documents (:meth:`Run.check_corpus`). Only then does the model
     (unless ``encoder`` is given) load: without ``model``, the one ``KOSEARCH_MODEL`` names, else
     the registry default. ``engine`` (a :class:`~kosearch.build.ray_cluster.RayOptions`) runs
-    the chunking and encoding on a Ray cluster.
+    the chunking and encoding on a Ray cluster; there the driver's model loads later, beside
+    the actors, and a model path that is no model directory fails first.
     """
     from kosearch.encoding.registry import default_model
     from kosearch.storage.ann import plan_index
@@ -68,9 +69,16 @@ def new_build(
             loaded.append(load_encoder(settings.model, _driver_settings(settings, engine)))
         return loaded[0]
 
-    run = _make_run(engine, corpus, settings, get_encoder, progress=progress, stdin=stdin)
+    model = settings.model if encoder is None else None
+    if engine is not None and model is not None:
+        from kosearch.encoding.encoder import check_model_source
+
+        check_model_source(model)  # on Ray, the model loads while the actors start (RayRun)
+    run = _make_run(engine, corpus, settings, get_encoder, model=model, progress=progress,
+                    stdin=stdin)
     run.check_corpus()
-    get_encoder()
+    if engine is None:
+        get_encoder()
     return run
 
 
@@ -105,7 +113,8 @@ def new_update(
 
     if mode is RunMode.DELETE:
         engine = None  # nothing to encode
-    return _make_run(engine, corpus, settings, get_encoder, mode=mode, base=base,
+    return _make_run(engine, corpus, settings, get_encoder,
+                     model=source or base.manifest.model.name, mode=mode, base=base,
                      delete_ids=delete_ids, progress=progress, stdin=stdin)
 
 
@@ -133,13 +142,14 @@ def _driver_settings(settings: IndexSettings, engine: Any) -> IndexSettings:
     return replace(settings, device="cpu", precision="fp32", processes=1)
 
 
-def _make_run(engine: Any, *args: Any, **kwargs: Any) -> Run:
-    """A local run, or with ``engine`` (RayOptions) one on a Ray cluster."""
+def _make_run(engine: Any, *args: Any, model: str | None = None, **kwargs: Any) -> Run:
+    """A local run, or with ``engine`` (RayOptions) one on a Ray cluster whose workers load
+    ``model`` (None: the name of the encoder ``get_encoder`` gives)."""
     if engine is None:
         return Run(*args, **kwargs)
     from kosearch.build.ray_run import RayRun
 
-    return RayRun(*args, **kwargs, ray=engine)
+    return RayRun(*args, **kwargs, ray=engine, model=model)
 
 
 def update_settings(manifest: Manifest, options: dict[str, Any]) -> IndexSettings:

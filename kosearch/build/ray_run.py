@@ -25,6 +25,7 @@ import logging
 import os
 import types
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -44,12 +45,13 @@ from kosearch.build.run import (
     _report_documents,
 )
 from kosearch.build.source import is_file_corpus, sources_label
-from kosearch.errors import ConfigError, CorpusError
+from kosearch.errors import ConfigError, CorpusError, ModelMismatchError
 from kosearch.storage.manifest import Manifest, write_manifest
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from kosearch.encoding.encoder import Encoder
     from kosearch.types import Metric, UpdateReport
 
 log = logging.getLogger(__name__)
@@ -189,11 +191,27 @@ class ShardSpool:
             yield pq.read_table(path, columns=columns)
 
 
+def _same_model(table: pa.Table, encoder: Encoder) -> pa.Table:
+    """``table`` without the fingerprint of the model its vectors came from (``model``; a
+    table without it was checked before), which must be the driver's."""
+    if "model" not in table.column_names:
+        return table
+    models = set(table.column("model").unique().to_pylist())
+    if models != {encoder.fingerprint}:
+        raise ModelMismatchError(
+            f"a Ray worker loaded other weights for {encoder.name} than the driver "
+            f"(fingerprint {', '.join(sorted(models - {encoder.fingerprint}))}, driver "
+            f"{encoder.fingerprint}); give every node the same model files"
+        )
+    return table.drop_columns(["model"])
+
+
 @dataclass
 class RayRun(Run):
     """A :class:`Run` on a Ray cluster (see the module docs); ``ray`` says how."""
 
     ray: RayOptions = field(default_factory=RayOptions)
+    model: str | None = None  # what the workers load; None: the driver's encoder's name
     engine: ClassVar[str] = "ray"
     _files: list[SourceFile] | None = field(default=None, init=False)
     _connected: bool = field(default=False, init=False)
@@ -377,20 +395,27 @@ class RayRun(Run):
             yield from batch.to_pylist()
 
     def _encode(self, record: dict[str, Any], shards: ShardSpool) -> None:
-        """Pass 2: chunk, encode and analyze on the actor pool; checkpoint shards as they come."""
+        """Pass 2: chunk, encode and analyze on the actor pool; checkpoint shards as they come.
+
+        The driver loads its own copy of the model (which the manifest and queries need) in a
+        thread while the actors start; the actors' fingerprint, which every result carries,
+        is checked against it before a shard is written.
+        """
         import ray.data
 
         from kosearch.build.ray_cluster import call_size, pool_size
         from kosearch.build.ray_tasks import EncodeActor, documents_file
 
         workers, cpus, gpus = pool_size(self.ray)
-        encoder = self.get_encoder()
+        loading = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kosearch-model")
+        driver = loading.submit(self.get_encoder)
+        loading.shutdown(wait=False)
         device = self.settings.device or ("cuda" if gpus > 0 else "cpu")
         spec = {
-            "model": encoder.name, "device": device, "batch_size": self.settings.batch_size,
-            "query_prompt": encoder.query_prompt, "passage_prompt": encoder.passage_prompt,
-            "precision": self._worker_precision(device), "fingerprint": encoder.fingerprint,
-            "threads": max(1, round(cpus)),
+            "model": self.model or driver.result().name, "device": device,
+            "batch_size": self.settings.batch_size, "query_prompt": self.settings.query_prompt,
+            "passage_prompt": self.settings.passage_prompt,
+            "precision": self._worker_precision(device), "threads": max(1, round(cpus)),
         }
         known = None
         if self.base is not None:
@@ -408,8 +433,7 @@ class RayRun(Run):
         ).map_batches(  # one call in flight per actor: a call waits for an idle actor
             EncodeActor, batch_size=per_call, batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
-            num_cpus=cpus,
-            num_gpus=gpus or None,
+            num_cpus=cpus, num_gpus=gpus or None,
             fn_constructor_kwargs={"spec": spec, "chunking": self.settings.chunking,
                                    "analyzer": self._analyzer},
         )  # Ray Data restarts a dead actor and retries its batch (max_restarts=-1 by default)
@@ -424,12 +448,12 @@ class RayRun(Run):
                 waiting += block.num_rows
                 bar.update(block.num_rows)
                 if waiting >= SHARD_ROWS:
-                    pending = self._flush(pending, shards, encoder.dim, final=False)
+                    pending = self._flush(pending, shards, driver.result(), final=False)
                     waiting = sum(t.num_rows for t in pending)
-            self._flush(pending, shards, encoder.dim, final=True)
+            self._flush(pending, shards, driver.result(), final=True)
 
     @staticmethod
-    def _flush(pending: list[pa.Table], shards: ShardSpool, dim: int,
+    def _flush(pending: list[pa.Table], shards: ShardSpool, encoder: Encoder,
                final: bool) -> list[pa.Table]:
         """Write the whole documents of ``pending`` as a shard; return what is left over."""
         import numpy as np
@@ -437,13 +461,13 @@ class RayRun(Run):
 
         if not pending:
             return []
-        table = pa.concat_tables(pending).combine_chunks()
+        table = pa.concat_tables([_same_model(t, encoder) for t in pending]).combine_chunks()
         ranks = np.asarray(table.column("rank").to_numpy())
         if ranks[0] < shards.done or (ranks.size > 1 and np.any(np.diff(ranks) < 0)):
             raise RuntimeError("Ray returned the passages out of order")
         cut = table.num_rows if final else int(np.searchsorted(ranks, ranks[-1]))
         if cut:
-            shards.write(table.slice(0, cut), dim)
+            shards.write(table.slice(0, cut), encoder.dim)
         return [table.slice(cut)] if cut < table.num_rows else []
 
     def _merge(self, spool: Path, shards: ShardSpool) -> None:

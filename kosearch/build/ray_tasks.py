@@ -134,7 +134,8 @@ class EncodeActor:
 
     Args:
         spec: ``model``, ``device``, ``batch_size``, ``query_prompt``, ``passage_prompt``,
-            ``precision``, ``fingerprint`` (the driver's model, checked), ``threads``.
+            ``precision``, ``threads``. Every result carries the model's fingerprint
+            (``model``), which the driver checks against its own.
         chunking: The run's chunk settings.
         analyzer: The BM25 analyzer's config (``None``: no BM25 part).
     """
@@ -144,7 +145,6 @@ class EncodeActor:
         import torch
 
         from kosearch.encoding.encoder import SentenceTransformerEncoder
-        from kosearch.errors import ModelMismatchError
         from kosearch.ingest.chunk import Chunker
         from kosearch.ingest.sentences import SentenceSplitter
         from kosearch.ingest.tokens import TokenCounter
@@ -156,11 +156,6 @@ class EncodeActor:
             query_prompt=spec["query_prompt"], passage_prompt=spec["passage_prompt"],
             precision=spec["precision"], processes=1,
         )
-        if self.encoder.fingerprint != spec["fingerprint"]:
-            raise ModelMismatchError(
-                f"the Ray worker on {os.uname().nodename} loaded other weights for "
-                f"{spec['model']} than the driver; give every node the same model files"
-            )
         counter = TokenCounter(self.encoder.backend_tokenizer, max_tokens=self.encoder.max_tokens,
                                prompt=self.encoder.passage_prompt)
         self.splitter = SentenceSplitter(num_workers=threads)
@@ -185,6 +180,7 @@ class EncodeActor:
             "meta": [rows["meta"][i] for i in at],
             "hash": [rows["hash"][i] for i in at],
             "rank": pa.array([rows["rank"][i] for i in at], pa.int64()),
+            "model": pa.array([self.encoder.fingerprint] * len(at), pa.string()),
             "vector": pa.FixedSizeListArray.from_arrays(
                 pa.array(np.ascontiguousarray(vectors, np.float32).reshape(-1)),
                 vectors.shape[1] if vectors.ndim == 2 else self.encoder.dim,

@@ -26,6 +26,7 @@ from kosearch.encoding.loading import (
     as_list,
     check_sizes,
     load_model,
+    model_directory,
     select_device,
 )
 from kosearch.encoding.registry import ModelSpec, lookup
@@ -54,6 +55,12 @@ _ARCH_KEYS = (
 _DEVICE_RE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 _OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 _FIX = "pass --model /path/to/model (or set KOSEARCH_MODEL)"
+
+
+def check_model_source(model: str) -> None:
+    """Fail, as loading it would, when ``model`` names a path that is no model directory;
+    without loading anything (a hub id is checked only when it loads)."""
+    model_directory(model, fix=_FIX)
 
 
 class Encoder(Protocol):

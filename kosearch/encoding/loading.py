@@ -147,17 +147,9 @@ def load_model(factory: Any, model: str, device: str, *, kind: str = "model", fi
     Raises:
         ModelLoadError: in one sentence, in milliseconds when offline or the hub is unreachable.
     """
-    path = Path(model).expanduser()
-    if path.is_dir():
-        if not ((path / "modules.json").is_file() or (path / "config.json").is_file()):
-            raise ModelLoadError(
-                f"cannot load {kind} '{model}': the directory has no modules.json or config.json, "
-                f"so it is not a model directory; {fix}"
-            )
+    path = model_directory(model, kind=kind, fix=fix)
+    if path is not None:
         return _load_directory(factory, path, model, device, kind, fix)
-    if path.exists() or looks_like_path(model):
-        what = "it is a file, not a model directory" if path.exists() else "no such directory"
-        raise ModelLoadError(f"cannot load {kind} '{model}': {what}")
     snapshot = _cached_kobert(model)
     if snapshot is not None:
         return _load_directory(factory, snapshot, model, device, kind, fix)
@@ -174,6 +166,26 @@ def load_model(factory: Any, model: str, device: str, *, kind: str = "model", fi
             f"cache, and {why}; download it where the hub is reachable, or {fix}"
         ) from miss
     return _attempt(factory, model, model, device, "from the model hub", kind, fix)
+
+
+def model_directory(model: str, *, kind: str = "model", fix: str) -> Path | None:
+    """The model directory ``model`` names, or None for a hub id; checked without loading.
+
+    Raises:
+        ModelLoadError: ``model`` is a path, but not of a model directory.
+    """
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not ((path / "modules.json").is_file() or (path / "config.json").is_file()):
+            raise ModelLoadError(
+                f"cannot load {kind} '{model}': the directory has no modules.json or config.json, "
+                f"so it is not a model directory; {fix}"
+            )
+        return path
+    if path.exists() or looks_like_path(model):
+        what = "it is a file, not a model directory" if path.exists() else "no such directory"
+        raise ModelLoadError(f"cannot load {kind} '{model}': {what}")
+    return None
 
 
 def _load_directory(
