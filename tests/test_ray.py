@@ -304,6 +304,24 @@ def test_a_model_path_that_is_no_model_fails_before_ray_is_reached(
     assert not (tmp_path / "idx").exists()
 
 
+def test_ray_datas_console_chatter_is_held_back_during_a_run_and_restored_after() -> None:
+    import logging
+
+    import ray.data  # configures Ray Data's loggers
+
+    from kosearch.build.ray_cluster import configure_data, quiet_console
+
+    console = [h for h in logging.getLogger("ray.data").handlers
+               if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+    assert console, "Ray Data logs to the console no more; quiet_console has nothing to do"
+    before = [h.level for h in console]
+    with quiet_console():
+        assert all(h.level >= logging.ERROR for h in console)
+    assert [h.level for h in console] == before
+    configure_data()
+    assert ray.data.DataContext.get_current().issue_detectors_config.detectors == []
+
+
 def test_a_kosearch_error_is_found_in_the_text_ray_keeps_of_it() -> None:
     from kosearch.build.ray_cluster import kosearch_cause
 

@@ -9,9 +9,11 @@ only, inside functions, so ``import kosearch`` never loads it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,7 +84,7 @@ def connect(address: str | None) -> bool:
     target = address or os.environ.get("RAY_ADDRESS") or None
     if target is not None and target not in ("auto", "local"):
         _probe(target)
-    options: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
+    options: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
     if target is None or target == "local":
         options["include_dashboard"] = False
     try:
@@ -96,13 +98,32 @@ def connect(address: str | None) -> bool:
 
 
 def configure_data() -> None:
-    """Ray Data settings of a run: blocks keep their order, no progress bars of Ray's own."""
+    """Ray Data settings of a run: blocks keep their order, no progress bars of Ray's own, and
+    no issue detectors (every 30 s they log paragraphs of advice on Ray Data's own options,
+    such as a memory reservation per actor, which a kosearch user cannot pass)."""
     import ray.data
 
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False
     context.print_on_execution_start = False
+    context.issue_detectors_config.detectors = []
+
+
+@contextlib.contextmanager
+def quiet_console() -> Iterator[None]:
+    """Ray Data's INFO and WARNING lines kept off the console while a run uses it (its errors
+    still show; its session log file keeps everything). kosearch reports the run itself."""
+    handlers = [h for h in logging.getLogger("ray.data").handlers
+                if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+    levels = [h.level for h in handlers]
+    for handler in handlers:
+        handler.setLevel(max(handler.level, logging.ERROR))
+    try:
+        yield
+    finally:
+        for handler, level in zip(handlers, levels):
+            handler.setLevel(level)
 
 
 def disconnect(started: bool) -> None:

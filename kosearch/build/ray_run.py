@@ -1,12 +1,14 @@
 """A build or update run whose reading, chunking, encoding and BM25 analysis run on Ray.
 
 :class:`RayRun` is a :class:`~kosearch.build.run.Run` with the same result on disk. Pass 1 (a
-Ray Data map over the corpus files, :func:`~kosearch.build.ray_tasks.scan_file`) sends the
-driver each document's id, content hash and metadata, and the driver applies the local
-rules (empty texts, duplicate ids, what an update re-encodes) before any model loads on the
-workers. Pass 2 parses the files again on the workers, keeps the documents to encode and hands
-them to a pool of :class:`~kosearch.build.ray_tasks.EncodeActor` (``map_batches`` with a class:
-one model load per actor, ``num_gpus`` each). The driver streams the results (``iter_batches``,
+Ray Data map over the corpus files, :func:`~kosearch.build.ray_tasks.scan_file`, or for a small
+local corpus the driver itself) sends the driver each document's id, content hash and
+metadata, and the driver applies the local rules (empty texts, duplicate ids, what an update
+re-encodes) before any model loads. Pass 2 parses the files again on the workers, keeps the
+documents to encode and hands them to a pool of :class:`~kosearch.build.ray_tasks.EncodeActor`
+(``map_batches`` with a class: one model load per actor, ``num_gpus`` each, calls of up to a
+local build's encoding window), while the driver loads its own copy of the model in a thread.
+The driver streams the results (``iter_batches``,
 blocks in corpus order) into shards in the run's checkpoint directory: ``shards/*.parquet``
 (passages and their BM25 terms) and ``vectors.f32`` (:class:`~kosearch.build.checkpoint.
 Checkpoint`), so an interrupted run resumes from the shards already written. The index
@@ -31,7 +33,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kosearch.build.checkpoint import Checkpoint
-from kosearch.build.ray_cluster import READ_CPUS, RayOptions, connect, disconnect, kosearch_cause
+from kosearch.build.ray_cluster import (
+    READ_CPUS,
+    RayOptions,
+    connect,
+    disconnect,
+    kosearch_cause,
+    quiet_console,
+)
 from kosearch.build.run import (
     ENCODE_WINDOW,
     Run,
@@ -243,7 +252,8 @@ class RayRun(Run):
     def execute(self, directory: Path, work: Checkpoint) -> tuple[Manifest, UpdateReport]:
         try:
             self.check_corpus()
-            return self._execute(directory, work)
+            with quiet_console():
+                return self._execute(directory, work)
         except Unchanged:
             raise
         except Exception as error:
