@@ -21,6 +21,7 @@ import pytest
 
 from kosearch.build import ray_run
 from kosearch.build.checkpoint import checkpoint_path
+from kosearch.build.ray_shards import SHARDS_DIR
 from kosearch.errors import ConfigError, CorpusError, MissingDependencyError, ModelLoadError
 from kosearch.index import Index
 
@@ -207,7 +208,7 @@ def test_an_interrupted_ray_run_resumes_from_its_shards(
         patch.setattr(ray_run, "_progress", lambda *a, **k: _Bar(interrupt))
         with pytest.raises(KeyboardInterrupt):
             ray_build(corpus, tmp_path / "idx", tiny_xlmr_dir)
-    shards = list((checkpoint_path(tmp_path / "idx") / ray_run.SHARDS_DIR).glob("*.parquet"))
+    shards = list((checkpoint_path(tmp_path / "idx") / SHARDS_DIR).glob("*.parquet"))
     assert shards and not (tmp_path / "idx").exists()
     index = ray_build(corpus, tmp_path / "idx", tiny_xlmr_dir)
     assert index.last_report is not None and index.last_report.resumed > 0

@@ -41,6 +41,8 @@ from kosearch.build.ray_cluster import (
     kosearch_cause,
     quiet_console,
 )
+from kosearch.build.ray_shards import ShardSpool
+from kosearch.build.ray_sources import SourceFile, resolve_sources
 from kosearch.build.run import (
     ENCODE_WINDOW,
     Run,
@@ -53,8 +55,8 @@ from kosearch.build.run import (
     _report,
     _report_documents,
 )
-from kosearch.build.source import is_file_corpus, sources_label
-from kosearch.errors import ConfigError, CorpusError, ModelMismatchError
+from kosearch.build.source import sources_label
+from kosearch.errors import CorpusError, ModelMismatchError
 from kosearch.storage.manifest import Manifest, write_manifest
 
 if TYPE_CHECKING:
@@ -66,64 +68,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SHARD_ROWS = 4096  # passages per checkpointed shard (the unit a resumed run keeps)
-SHARDS_DIR = "shards"
 #: The largest corpus of several local files scanned on the driver (a few seconds of parsing,
 #: as long as a Ray Data job takes to start).
 LOCAL_SCAN_BYTES = 8 << 20
-
-
-@dataclass(frozen=True)
-class SourceFile:
-    """One corpus file: as named by the user, its format, filesystem and path there."""
-
-    label: str
-    fmt: str
-    filesystem: Any
-    path: str
-
-
-def resolve_sources(corpus: Any) -> list[SourceFile]:
-    """The corpus files of a Ray run (local paths or pyarrow-filesystem URIs), checked."""
-    import pyarrow.fs as pafs
-
-    from kosearch.ingest.formats import _SUFFIXES
-
-    if not is_file_corpus(corpus):
-        raise ConfigError("--engine ray reads corpus files; pass file paths or URIs, not "
-                          "Python documents")
-    items = [corpus] if isinstance(corpus, (str, os.PathLike)) else list(corpus)
-    found: list[SourceFile] = []
-    for item in items:
-        label = os.fspath(item)
-        if label == "-":
-            raise CorpusError("--engine ray cannot read stdin; write the corpus to a file")
-        if "://" in label:
-            try:
-                filesystem, path = pafs.FileSystem.from_uri(label)
-            except Exception as error:  # pyarrow raises several kinds for a bad URI
-                raise CorpusError(f"cannot open '{label}' ({error})") from None
-        else:
-            filesystem, path = pafs.LocalFileSystem(), os.path.abspath(label)
-        try:
-            kind = filesystem.get_file_info(path).type
-        except Exception as error:
-            raise CorpusError(f"cannot open '{label}' ({error})") from None
-        if kind == pafs.FileType.NotFound:
-            raise CorpusError(f"corpus file '{label}' does not exist")
-        if kind == pafs.FileType.Directory:
-            raise CorpusError(f"'{label}' is a folder; --engine ray reads corpus files "
-                              "(JSONL, JSONL.gz, CSV, TSV, Parquet): name the files")
-        fmt = next((f for suffix, f in _SUFFIXES if label.lower().endswith(suffix)), None)
-        if fmt is None:
-            raise CorpusError(f"cannot read '{label}': unknown corpus format (--engine ray "
-                              "reads .jsonl, .ndjson, .jsonl.gz, .ndjson.gz, .csv, .tsv, "
-                              ".parquet)")
-        found.append(SourceFile(label, fmt, filesystem, path))
-    kinds = {type(f.filesystem).__name__ for f in found}
-    if len(kinds) > 1:
-        raise ConfigError(f"--engine ray reads the files of one run from one filesystem, got "
-                          f"{', '.join(sorted(kinds))}")
-    return found
 
 
 class Pretokenized:
@@ -138,66 +85,6 @@ class Pretokenized:
 
     def config(self) -> dict[str, Any]:
         return dict(self._config)
-
-
-class ShardSpool:
-    """The shards a Ray run has checkpointed: ``shards/<first row>-<documents done>.parquet``,
-    each with its vectors appended to the checkpoint's ``vectors.f32`` after it is written.
-
-    Opening drops shards whose vectors were never checkpointed (a run killed in between).
-    """
-
-    def __init__(self, work: Checkpoint) -> None:
-        import pyarrow.parquet as pq
-
-        self.work = work
-        self.directory = work.path / SHARDS_DIR
-        self.directory.mkdir(exist_ok=True)
-        self.rows = 0
-        self.done = 0  # documents (ranks) complete
-        self.files: list[Path] = []
-        for stale in self.directory.glob("*.tmp"):
-            stale.unlink()
-        paths = sorted(self.directory.glob("*.parquet"))
-        for at, path in enumerate(paths):
-            n = pq.ParquetFile(path).metadata.num_rows
-            if self.rows + n > work.encoded:  # its vectors were never checkpointed
-                for later in paths[at:]:
-                    later.unlink()
-                break
-            self.rows += n
-            self.done = int(path.stem.split("-")[1])
-            self.files.append(path)
-        if self.rows != work.encoded:  # not a state this class writes: start the pass over
-            for path in self.files:
-                path.unlink()
-            self.rows = self.done = 0
-            self.files = []
-            if work.chunked is not None:
-                work.mark_chunked(work.chunked)  # zero vectors checkpointed
-
-    def write(self, table: pa.Table, dim: int) -> None:
-        """Checkpoint one shard of whole documents: its rows, then its vectors."""
-        import numpy as np
-        import pyarrow.parquet as pq
-
-        vectors = table.column("vector").combine_chunks()
-        array = np.asarray(vectors.flatten().to_numpy(zero_copy_only=False), np.float32)
-        done = int(table.column("rank")[-1].as_py()) + 1
-        path = self.directory / f"{self.rows:012d}-{done:012d}.parquet"
-        tmp = path.with_suffix(".tmp")
-        pq.write_table(table.drop_columns(["vector"]), tmp, compression="zstd")
-        os.replace(tmp, path)
-        self.work.append_vectors(array.reshape(table.num_rows, dim))
-        self.files.append(path)
-        self.rows += table.num_rows
-        self.done = done
-
-    def tables(self, columns: list[str]) -> Iterator[pa.Table]:
-        import pyarrow.parquet as pq
-
-        for path in self.files:
-            yield pq.read_table(path, columns=columns)
 
 
 def _same_model(table: pa.Table, encoder: Encoder) -> pa.Table:
@@ -391,8 +278,7 @@ class RayRun(Run):
         from kosearch.build.ray_tasks import scan_file, scan_local
 
         files = self._files or []
-        if all(type(f.filesystem).__name__ == "LocalFileSystem" and "://" not in f.label
-               for f in files) and (
+        if all(f.local for f in files) and (
             len(files) == 1 or sum(os.path.getsize(f.path) for f in files) <= LOCAL_SCAN_BYTES
         ):
             yield from scan_local([(f.label, f.fmt) for f in files], self.settings.fields)
