@@ -8,6 +8,7 @@ import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -44,6 +45,12 @@ DOCS = [
 
 
 DOCS_TEXTS = [doc["text"] for doc in DOCS]
+
+
+def onnx_graph(path: Path) -> Any:
+    import onnx
+
+    return onnx.load(str(path), load_external_data=False).graph
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -163,8 +170,13 @@ def test_onnx_queries_match_torch(request: pytest.FixtureRequest, tmp_path: Path
     from kosearch.encoding.onnx_export import ensure_export
 
     encoder = SentenceTransformerEncoder(str(request.getfixturevalue(fixture)), device="cpu")
+    attention = encoder.model[0].auto_model.config._attn_implementation
     directory = ensure_export(encoder, root=tmp_path)
     assert directory == export_dir(encoder.fingerprint, encoder.max_tokens, tmp_path)
+    # traced as eager attention (SDPA's tracing leaves NaN checks), and torch's own restored
+    ops = {node.op_type for node in onnx_graph(directory / MODEL_FILE).node}
+    assert "Softmax" in ops and "IsNaN" not in ops
+    assert encoder.model[0].auto_model.config._attn_implementation == attention
     onnx = OnnxQueryEncoder(directory, name=encoder.name, query_prompt=encoder.query_prompt,
                             passage_prompt=encoder.passage_prompt)
     assert (onnx.dim, onnx.max_tokens, onnx.fingerprint) == (

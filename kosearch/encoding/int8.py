@@ -9,7 +9,7 @@ on me5-small-ko (README, "Speed"): nDCG@10 0.8837 against fp32's 0.8854 on KorQu
 quantizing those products too lost 0.008 and PyTorch's dynamic quantization 0.042.
 
 The quantized model is made once per model and token limit, beside the fp32 export in the
-per-user cache (``<cache>/onnx/<fingerprint>-<max tokens>-int8-v2``), and checked against torch
+per-user cache (``<cache>/onnx/<fingerprint>-<max tokens>-int8-v3``), and checked against torch
 fp32 on a sample before it is published (the quality guard: every vector at cosine >=
 :data:`GUARD_COSINE`, and their mean >= :data:`GUARD_MEAN_COSINE`). A model that fails the
 guard is refused with a :class:`ConfigError`; the verdict is stored with the export, so the

@@ -6,7 +6,7 @@ encode a dozen tokens. The same model, exported once to ONNX
 gives the same vectors (cosine >= 0.9999, checked when the export is made and in the tests).
 
 An export lives in a per-user cache directory named after the model's weight fingerprint and
-token limit (``<cache>/onnx/<fingerprint>-<max_tokens>-v2``), so every index built with the same
+token limit (``<cache>/onnx/<fingerprint>-<max_tokens>-v3``), so every index built with the same
 model shares it and a query needs neither the model directory nor torch:
 
 * ``model.onnx``: transformer + pooling (+ normalization) in one graph, fp32, whose weights
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EXPORT_VERSION = 2  # 2: the weights in DATA_FILE
+EXPORT_VERSION = 3  # 2: the weights in DATA_FILE; 3: attention traced as eager code
 MODEL_FILE = "model.onnx"
 DATA_FILE = "model.data"
 TOKENIZER_FILE = "tokenizer.json"
