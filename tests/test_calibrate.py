@@ -106,6 +106,38 @@ def test_calibrate_measures_once_then_reads_the_cache(
     assert len(calls) == 2 and not third.cached
 
 
+def test_processes_sharing_the_cache_take_turns_so_one_measures(
+        encoder, measuring: Path) -> None:
+    import threading
+
+    calls: list[int] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def fake_measure(_encoder, key):  # noqa: ANN001, ANN202
+        calls.append(1)
+        entered.set()
+        release.wait(30)  # the first measurement holds the lock until released
+        return Calibration(choice="int8", rates={"fp32": 1.0, "int8": 2.0},
+                           cosines={"int8": 0.999}, key=key)
+
+    results: list[Calibration] = []
+
+    def run() -> None:
+        results.append(calibrate(encoder, measure=fake_measure))
+
+    first = threading.Thread(target=run)
+    first.start()
+    assert entered.wait(30)
+    second = threading.Thread(target=run)
+    second.start()
+    second.join(1.0)
+    assert second.is_alive() and len(calls) == 1  # waiting for the lock, not measuring
+    release.set()
+    first.join(30)
+    second.join(30)
+    assert len(calls) == 1 and sorted(r.cached for r in results) == [False, True]
+
+
 def test_a_corrupt_cache_is_measured_again(encoder, measuring: Path) -> None:
     calls: list[int] = []
 

@@ -295,6 +295,51 @@ def test_results_of_other_weights_than_the_drivers_are_refused_before_a_shard_is
         ray_run.RayRun._flush([table], shards, driver, final=True)  # type: ignore[arg-type]
 
 
+def test_auto_on_cpu_workers_is_measured_on_their_machine_once_and_recorded(
+    ray_session: Any, corpus: list[Path], tiny_xlmr_dir: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kosearch.encoding.calibrate import cache_path
+    from kosearch.encoding.cpu import cpu_info
+
+    monkeypatch.setenv("KOSEARCH_CALIBRATE", "1")  # the driver's say; the workers' env has 0
+    ray_build(corpus, tmp_path / "idx", tiny_xlmr_dir, precision="auto")
+    model = Index.load(tmp_path / "idx").manifest.model
+    record = model.calibration
+    assert "nodes" not in record  # the actors took turns: one measured, the other read it
+    assert model.precision == record["choice"] and {"fp32", "int8"} <= set(record["rates"])
+    assert record["key"]["threads"] == 1  # an actor's share: 2 CPUs, 2 actors
+    assert record["key"]["cpu"] == cpu_info()["model"]
+    assert cache_path(record["key"]).is_file()  # cached on the node, for the next run
+
+
+def test_the_manifest_records_the_workers_precision_or_auto_where_nodes_chose_differently(
+) -> None:
+    import pyarrow as pa
+
+    from kosearch.build.ray_precision import encoded_precision
+    from kosearch.encoding.calibrate import describe
+
+    def node(cpu: str, choice: str) -> str:
+        return json.dumps({"choice": choice, "rates": {"fp32": 1.0, choice: 2.0},
+                           "key": {"cpu": cpu, "flags": ["avx2"]}}, sort_keys=True)
+
+    def table(precisions: list[str], records: list[str | None]) -> pa.Table:
+        return pa.table({"precision": precisions, "calibration": pa.array(records, pa.string())})
+
+    assert encoded_precision([], "bf16") == ("bf16", {})  # nothing encoded: the driver's word
+    assert encoded_precision([table(["fp32"], [None])], None) == ("fp32", {})  # not measured
+    one = node("EPYC", "int8")
+    same = [table(["int8", "int8"], [one, None]), table(["int8"], [one])]
+    assert encoded_precision(same, None) == ("int8", json.loads(one))
+    mixed = [table(["int8"], [one]), table(["bf16", "bf16"], [node("Xeon", "bf16"), None])]
+    precision, record = encoded_precision(mixed, None)
+    assert precision == "auto"  # an update measures again
+    assert record["passages"] == {"bf16": 2, "int8": 1}
+    assert sorted(n["key"]["cpu"] for n in record["nodes"]) == ["EPYC", "Xeon"]
+    assert "auto chose int8" in describe(record) and "auto chose bf16" in describe(record)
+
+
 def test_a_model_path_that_is_no_model_fails_before_ray_is_reached(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:

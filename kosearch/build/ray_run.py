@@ -41,6 +41,7 @@ from kosearch.build.ray_cluster import (
     kosearch_cause,
     quiet_console,
 )
+from kosearch.build.ray_precision import COLUMNS_OF_PRECISION, encoded_precision, worker_precision
 from kosearch.build.ray_shards import ShardSpool
 from kosearch.build.ray_sources import SourceFile, resolve_sources
 from kosearch.build.run import (
@@ -311,7 +312,7 @@ class RayRun(Run):
             "model": self.model or driver.result().name, "device": device,
             "batch_size": self.settings.batch_size, "query_prompt": self.settings.query_prompt,
             "passage_prompt": self.settings.passage_prompt,
-            "precision": self._worker_precision(device), "threads": max(1, round(cpus)),
+            "threads": max(1, round(cpus)), **self._worker_precision(device),
         }
         known = None
         if self.base is not None:
@@ -375,12 +376,11 @@ class RayRun(Run):
                 writer.append_table(table)
 
     # ------------------------------------------------------------------ what the workers use
-    def _worker_precision(self, device: str) -> str:
-        from kosearch.encoding.precision import resolve_precision
-
+    def _worker_precision(self, device: str) -> dict[str, Any]:
         wanted = self.base.manifest.model.precision if self.base is not None else None
-        self._precision = resolve_precision(wanted or self.settings.precision, device)
-        return self._precision
+        spec = worker_precision(wanted or self.settings.precision, device)
+        self._precision = None if spec["measure"] else spec["precision"]
+        return spec
 
     def _analyzer_config(self) -> dict[str, Any] | None:
         """The BM25 analyzer the workers run (None: BM25 analyzed on the driver, or none)."""
@@ -420,6 +420,10 @@ class RayRun(Run):
         if self.base is None and self._chunker is None:
             self.chunker()  # the driver's chunker gives the budget the manifest records
         manifest = super()._manifest(directory, record, metric, faiss_info, lexical, n_passages)
-        if self.base is None and self._precision is not None:
-            manifest = replace(manifest, model=replace(manifest.model, precision=self._precision))
+        if self.base is None:
+            shards = self._shards.tables_with(COLUMNS_OF_PRECISION) if self._shards else ()
+            precision, calibration = encoded_precision(shards, self._precision)
+            if precision is not None:
+                manifest = replace(manifest, model=replace(
+                    manifest.model, precision=precision, calibration=calibration))
         return manifest

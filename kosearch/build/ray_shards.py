@@ -75,3 +75,12 @@ class ShardSpool:
 
         for path in self.files:
             yield pq.read_table(path, columns=columns)
+
+    def tables_with(self, columns: list[str]) -> Iterator[pa.Table]:
+        """:meth:`tables` of the shards that have all of ``columns`` (a shard written by an
+        older kosearch may lack some)."""
+        import pyarrow.parquet as pq
+
+        for path in self.files:
+            if set(columns) <= set(pq.read_schema(path).names):
+                yield pq.read_table(path, columns=columns)

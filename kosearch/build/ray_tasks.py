@@ -18,6 +18,7 @@ Kiwi per actor.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -134,8 +135,11 @@ class EncodeActor:
 
     Args:
         spec: ``model``, ``device``, ``batch_size``, ``query_prompt``, ``passage_prompt``,
-            ``precision``, ``threads``. Every result carries the model's fingerprint
-            (``model``), which the driver checks against its own.
+            ``precision``, ``measure`` (whether ``auto`` measures on this node),
+            ``threads``. Every result carries the model's fingerprint (``model``), which the
+            driver checks against its own, the precision its vectors were encoded in
+            (``precision``) and, in a call's first row, what ``auto`` measured
+            (``calibration``, JSON, or null).
         chunking: The run's chunk settings.
         analyzer: The BM25 analyzer's config (``None``: no BM25 part).
     """
@@ -154,8 +158,11 @@ class EncodeActor:
         self.encoder = SentenceTransformerEncoder(
             spec["model"], device=spec["device"], batch_size=spec["batch_size"],
             query_prompt=spec["query_prompt"], passage_prompt=spec["passage_prompt"],
-            precision=spec["precision"], processes=1,
+            precision=spec["precision"], processes=1, measure=spec.get("measure"),
         )
+        calibration = self.encoder.calibration
+        self.calibration = (json.dumps(calibration.summary(), sort_keys=True)
+                            if calibration is not None else None)
         counter = TokenCounter(self.encoder.backend_tokenizer, max_tokens=self.encoder.max_tokens,
                                prompt=self.encoder.passage_prompt)
         self.splitter = SentenceSplitter(num_workers=threads)
@@ -181,6 +188,9 @@ class EncodeActor:
             "hash": [rows["hash"][i] for i in at],
             "rank": pa.array([rows["rank"][i] for i in at], pa.int64()),
             "model": pa.array([self.encoder.fingerprint] * len(at), pa.string()),
+            "precision": pa.array([self.encoder.precision] * len(at), pa.string()),
+            "calibration": pa.array([self.calibration if i == 0 else None for i in range(len(at))],
+                                    pa.string()),
             "vector": pa.FixedSizeListArray.from_arrays(
                 pa.array(np.ascontiguousarray(vectors, np.float32).reshape(-1)),
                 vectors.shape[1] if vectors.ndim == 2 else self.encoder.dim,

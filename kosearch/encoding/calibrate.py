@@ -15,6 +15,8 @@ not guess. The first time a model is used with ``auto`` on a machine, :func:`cal
 4. caches the figures and the choice in ``<cache>/precision/<key>.json``, keyed by the model's
    fingerprint and token limit, the batch size and threads, the CPU's model and flags, and the
    torch and onnxruntime versions: the next run with the same key reads it (no measuring).
+   Processes that share the cache take turns (a lock file beside it), so the encoding actors
+   of a Ray build that start together on one machine measure once, not side by side.
 
 It takes seconds (plus, once per model, its int8 quantization); ``KOSEARCH_CALIBRATE=0`` turns
 it off (``auto`` then picks without measuring:
@@ -30,7 +32,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -94,7 +96,10 @@ class Calibration:
 
 
 def describe(record: Mapping[str, Any]) -> str:
-    """One line for a manifest's ``model.calibration`` record."""
+    """One line for a manifest's ``model.calibration`` record (a Ray build's workers on several
+    kinds of CPU: ``{"nodes": [...]}``, one part per kind)."""
+    if "nodes" in record:
+        return " | ".join(describe(node) for node in record["nodes"])
     rates = ", ".join(f"{name} {rate:.1f}/s" for name, rate in record.get("rates", {}).items())
     refused = "; ".join(f"{name} refused" for name in record.get("refused", {}))
     key = record.get("key", {})
@@ -113,6 +118,14 @@ def measuring_enabled() -> bool:
     if value not in ("0", "1"):
         raise ConfigError(f"KOSEARCH_CALIBRATE must be 0 or 1, got {value!r}")
     return value == "1"
+
+
+def measures(requested: str | None, device: str, enabled: bool | None = None) -> bool:
+    """Whether a model loaded with precision ``requested`` on ``device`` measures: ``auto`` on
+    the CPU, where ``enabled`` (None: :func:`measuring_enabled`) allows it."""
+    if (requested or "").strip().lower() != "auto" or device != "cpu":
+        return False
+    return measuring_enabled() if enabled is None else enabled
 
 
 def candidates() -> list[str]:
@@ -168,15 +181,40 @@ def calibrate(encoder: SentenceTransformerEncoder, *, root: Path | None = None,
 
     key = cache_key(encoder, torch.get_num_threads())
     path = cache_path(key, root)
-    cached = _read(path, key)
-    if cached is not None:
-        log.info("precision auto: %s (cached in %s)", cached.describe(), path)
-        return cached
-    log.info("precision auto: measuring %s on this CPU once (cached in %s)", encoder.name, path)
-    result = (measure or measure_precisions)(encoder, key)
-    _write(path, result)
+    with _one_at_a_time(path):
+        cached = _read(path, key)
+        if cached is not None:
+            log.info("precision auto: %s (cached in %s)", cached.describe(), path)
+            return cached
+        log.info("precision auto: measuring %s on this CPU once (cached in %s)",
+                 encoder.name, path)
+        result = (measure or measure_precisions)(encoder, key)
+        _write(path, result)
     log.info("precision auto: %s", result.describe())
     return result
+
+
+@contextlib.contextmanager
+def _one_at_a_time(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``<path>.lock`` while the block runs, where the platform and
+    the cache allow one (without it, two processes may both measure: slower, not wrong)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        fcntl = None  # type: ignore[assignment]
+    handle = None
+    if fcntl is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(path.with_suffix(".lock"), "a")  # noqa: SIM115 - closed below
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError as e:
+            log.debug("measuring without a lock (%s)", e)
+    try:
+        yield
+    finally:
+        if handle is not None:
+            handle.close()  # releases the lock
 
 
 def measure_precisions(encoder: SentenceTransformerEncoder, key: dict[str, Any]) -> Calibration:

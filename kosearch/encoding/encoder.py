@@ -111,6 +111,8 @@ class SentenceTransformerEncoder:
             model matches the same index.
         processes: Worker processes for large :meth:`encode_passages` calls; ``None`` decides
             per call (:func:`kosearch.encoding.workers.auto_processes`), ``1`` never starts any.
+        measure: Whether ``auto`` measures on a CPU; ``None`` (default): unless
+            ``KOSEARCH_CALIBRATE=0``. A Ray build passes its driver's decision to the workers.
 
     Raises:
         ModelLoadError: The model cannot be found or loaded.
@@ -133,6 +135,7 @@ class SentenceTransformerEncoder:
         max_tokens: int | None = None,
         precision: str | None = None,
         processes: int | None = None,
+        measure: bool | None = None,
     ) -> None:
         from kosearch.encoding.precision import apply_precision, resolve_precision
 
@@ -166,9 +169,9 @@ class SentenceTransformerEncoder:
         self.precision = resolve_precision(precision, self.device)
         #: What ``auto`` measured on this CPU (:mod:`kosearch.encoding.calibrate`), or None.
         self.calibration: Calibration | None = None
-        if _measures(precision, self.device):
-            from kosearch.encoding.calibrate import calibrate
+        from kosearch.encoding.calibrate import calibrate, measures
 
+        if measures(precision, self.device, measure):
             self.calibration = calibrate(self)
             self.precision = self.calibration.choice
         self._context = apply_precision(self._model, self.precision, self.device)
@@ -332,15 +335,6 @@ class SentenceTransformerEncoder:
                 normalize_embeddings=False,
             )
         return np.ascontiguousarray(vectors.float().cpu().numpy(), dtype=np.float32)
-
-
-def _measures(requested: str | None, device: str) -> bool:
-    """Whether ``auto`` measures here: on the CPU, unless ``KOSEARCH_CALIBRATE=0``."""
-    if (requested or "").strip().lower() != "auto" or device != "cpu":
-        return False
-    from kosearch.encoding.calibrate import measuring_enabled
-
-    return measuring_enabled()
 
 
 def worker_encoder(spec: Mapping[str, Any], device: str) -> SentenceTransformerEncoder:
