@@ -74,9 +74,12 @@ def test_the_cache_key_names_the_model_the_cpu_and_the_libraries(
         encoder, monkeypatch: pytest.MonkeyPatch) -> None:
     key = cache_key(encoder, threads=2)
     assert key["fingerprint"] == encoder.fingerprint
-    assert {"cpu", "flags", "torch", "onnxruntime", "threads", "max_tokens"} <= set(key)
+    assert {"cpu", "flags", "torch", "onnxruntime", "threads", "max_tokens", "int8"} <= set(key)
     other_threads = cache_key(encoder, threads=1)
     assert cache_path(other_threads) != cache_path(key)
+    monkeypatch.setattr(int8_module, "RECIPE", int8_module.RECIPE + 1)  # a new int8 model
+    assert cache_path(cache_key(encoder, threads=2)) != cache_path(key)
+    monkeypatch.undo()
     info = dict(cpu_module.cpu_info())
     monkeypatch.setattr(calibrate_module, "cpu_info",
                         lambda: {**info, "flags": [*info["flags"], "avx512_bf16"]})

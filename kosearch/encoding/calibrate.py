@@ -13,8 +13,9 @@ not guess. The first time a model is used with ``auto`` on a machine, :func:`cal
 3. picks the fastest remaining one if it beats fp32 by :data:`MIN_GAIN` (else fp32, so ``auto``
    is never slower than fp32 as measured);
 4. caches the figures and the choice in ``<cache>/precision/<key>.json``, keyed by the model's
-   fingerprint and token limit, the batch size and threads, the CPU's model and flags, and the
-   torch and onnxruntime versions: the next run with the same key reads it (no measuring).
+   fingerprint and token limit, the batch size and threads, the CPU's model and flags, the
+   torch and onnxruntime versions and the int8 model's recipe and export format: the next run
+   with the same key reads it (no measuring).
    Processes that share the cache take turns (a lock file beside it), so the encoding actors
    of a Ray build that start together on one machine measure once, not side by side.
 
@@ -42,7 +43,7 @@ from kosearch.encoding import int8
 from kosearch.encoding.cpu import cpu_info
 from kosearch.encoding.int8 import guard_failure, guard_sample, reference_vectors
 from kosearch.encoding.onnx_export import agreement
-from kosearch.encoding.onnx_runtime import cache_home
+from kosearch.encoding.onnx_runtime import EXPORT_VERSION, cache_home
 from kosearch.encoding.precision import cpu_supports_bf16
 from kosearch.errors import ConfigError, KosearchError
 
@@ -159,6 +160,7 @@ def cache_key(encoder: SentenceTransformerEncoder, threads: int) -> dict[str, An
         "max_tokens": encoder.max_tokens, "batch_size": encoder.batch_size, "threads": threads,
         "cpu": cpu["model"], "flags": list(cpu["flags"]),
         "torch": _version("torch"), "onnxruntime": _version("onnxruntime"),
+        "int8": f"recipe {int8.RECIPE}, export v{EXPORT_VERSION}",  # a new int8 model: measure
     }
 
 
