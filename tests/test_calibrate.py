@@ -160,7 +160,12 @@ def test_a_corrupt_cache_is_measured_again(encoder, measuring: Path) -> None:
 def test_measure_times_every_candidate_and_checks_the_guard(encoder, measuring: Path) -> None:
     import torch
 
+    made = export_dir(encoder.fingerprint, encoder.max_tokens, variant="int8")
+    older = made.with_name(made.name.rsplit("-v", 1)[0] + "-v1")  # an int8 model of an older
+    older.mkdir(parents=True)                                      # export format
+    (older / "model.onnx").write_bytes(b"old")
     result = measure_precisions(encoder, cache_key(encoder, torch.get_num_threads()))
+    assert not older.exists()  # replaced by the new one, not left in the cache
     assert {"fp32", "int8"} <= set(result.rates)
     assert all(rate > 0 for rate in result.rates.values())
     assert 0.99 <= result.cosines["int8"] <= 1.0

@@ -19,7 +19,8 @@ not guess. The first time a model is used with ``auto`` on a machine, :func:`cal
    Processes that share the cache take turns (a lock file beside it), so the encoding actors
    of a Ray build that start together on one machine measure once, not side by side.
 
-It takes seconds (plus, once per model, its int8 quantization); ``KOSEARCH_CALIBRATE=0`` turns
+It takes about 30 s for me5-small-ko on 2 AVX2 cores (plus, once per model, its int8
+quantization, about 40 s); ``KOSEARCH_CALIBRATE=0`` turns
 it off (``auto`` then picks without measuring:
 :func:`kosearch.encoding.precision.resolve_precision`).
 """

@@ -114,12 +114,13 @@ def export(encoder: SentenceTransformerEncoder, root: Path | None = None) -> Pat
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("exported the query model to %s", target)
-    _remove_older_exports(target)
+    remove_older_exports(target)
     return target
 
 
-def _remove_older_exports(target: Path) -> None:
-    """Delete the exports of the same model in older formats (``...-v1``, 250 MB each)."""
+def remove_older_exports(target: Path) -> None:
+    """Delete the exports of the same model (and variant) in older formats (``...-v1``, 250 MB
+    each)."""
     stem = target.name.rsplit("-v", 1)[0]
     for version in range(1, EXPORT_VERSION):
         old = target.with_name(f"{stem}-v{version}")
